@@ -1,0 +1,139 @@
+//! Wiring: regions, services and the HTTP server from a `Config`. Owns start-up order and
+//! graceful shutdown. Leaves: what each part does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::store::{self, Limits, Store, StoreError};
+use crate::sync::clock::{WallClock, system_clock};
+use crate::ventes::Ventes;
+use crate::web::{self, AppState};
+
+/// How often a region whose migrations could not run (it was down) is tried again.
+const MIGRATE_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("impossible d'écouter sur {addr} : {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("serveur HTTP : {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built application: regions open and migrated (or retrying), listener bound.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    pending_migrations: Vec<Arc<dyn Store>>,
+}
+
+/// Opens every region; SQLite files are created on the way.
+pub async fn open_stores(config: &Config) -> Result<Vec<Arc<dyn Store>>, StoreError> {
+    let limits = Limits { connect_timeout: config.connect_timeout, statement_timeout: config.statement_timeout };
+    let mut stores = Vec::with_capacity(config.regions.len());
+    for region in &config.regions {
+        stores.push(store::open(region, limits).await?);
+    }
+    Ok(stores)
+}
+
+/// Runs migrations everywhere at once. A region that is down is returned for a later retry; any
+/// other failure (a damaged database, a refused migration) stops start-up.
+pub async fn migrate_all(stores: &[Arc<dyn Store>]) -> Result<Vec<Arc<dyn Store>>, StoreError> {
+    let results = join_all(stores.iter().map(|s| s.migrate())).await;
+    let mut pending = Vec::new();
+    for (store, result) in stores.iter().zip(results) {
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(region = %store.region(), error = %e, "région injoignable au démarrage ; migrations reportées");
+                pending.push(store.clone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pending)
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, system_clock()).await
+    }
+
+    /// As `build`, with an injected wall clock (tests skew it).
+    pub async fn build_with_clock(config: Config, clock: WallClock) -> Result<Self, AppError> {
+        let stores = open_stores(&config).await?;
+        let pending_migrations = migrate_all(&stores).await?;
+        let ventes = Arc::new(Ventes::new(stores, clock));
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
+        Ok(Self { listener, state: AppState { ventes }, pending_migrations })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn ventes(&self) -> Arc<Ventes> {
+        self.state.ventes.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let retry = tokio::spawn(retry_migrations(self.pending_migrations));
+        let router = web::router(self.state);
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.map_err(AppError::Serve);
+        retry.abort();
+        served
+    }
+}
+
+async fn retry_migrations(mut pending: Vec<Arc<dyn Store>>) {
+    while !pending.is_empty() {
+        tokio::time::sleep(MIGRATE_RETRY).await;
+        let mut still = Vec::new();
+        for store in pending {
+            match store.migrate().await {
+                Ok(()) => tracing::info!(region = %store.region(), "région de retour : migrations faites"),
+                Err(e) => {
+                    if !e.is_unavailable() {
+                        tracing::error!(region = %store.region(), error = %e, "migrations refusées");
+                    }
+                    still.push(store);
+                }
+            }
+        }
+        pending = still;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("arrêt demandé");
+}

@@ -1,0 +1,116 @@
+//! The command line. Every command has `--help`; exit 0 on success, 1 on error, 2 on a partial result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, App};
+use crate::config::{self, Config, ConfigSource};
+
+/// Gestion des ventes multi-régions (Dakar, Thies, Saint-Louis…) avec réplication multi-maître.
+#[derive(Debug, Parser)]
+#[command(name = "dsms", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: ./dsms.toml if present, else the embedded SQLite regions).
+    #[arg(long, global = true, env = "DSMS_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web server and API (the default command).
+    Serve,
+    /// Create or upgrade every region's tables (idempotent; also done by `serve`).
+    Migrate,
+    /// Insert realistic demo sales, spread over the regions.
+    Seed {
+        /// How many sales.
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+    },
+    /// Write sales as CSV (id,produit,montant,date_vente,region,updated_at,deleted).
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Region to read from (default: the first reachable one).
+        #[arg(long)]
+        region: Option<String>,
+        /// Include deleted sales (tombstones).
+        #[arg(long)]
+        include_deleted: bool,
+    },
+    /// Read sales from CSV (same columns as export; id and the last two are optional) and record
+    /// each in its region. Invalid lines are reported and skipped (exit 1).
+    Import {
+        /// Input file (default: standard input).
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+    },
+    /// Benchmarks; each prints one JSON object per line.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+}
+
+/// Runs a command and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let config = match cli.config.as_deref() {
+        Some(path) => config::load(ConfigSource::Explicit(path)),
+        None => config::load(ConfigSource::Default),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dsms: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    init_logging(cli.log_json || config.log_json);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => migrate(&config).await,
+        Command::Seed { count } => crate::seed::run(&config, count).await,
+        Command::Export { output, region, include_deleted } => crate::csvio::export_cmd(&config, output, region, include_deleted).await,
+        Command::Import { input } => crate::csvio::import_cmd(&config, input).await,
+        Command::Bench(bench) => crate::bench::run(bench).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("dsms: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let regions: Vec<String> = config.regions.iter().map(|r| format!("{} ({:?})", r.name, r.url)).collect();
+    let app = App::build(config).await?;
+    tracing::info!(adresse = %format!("http://{}", app.local_addr()), regions = %regions.join(", "), "dsms démarré");
+    app.run_until(app::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    let stores = app::open_stores(config).await?;
+    let pending = app::migrate_all(&stores).await?;
+    for store in &stores {
+        let done = !pending.iter().any(|p| p.region() == store.region());
+        println!("{:<16} {}", store.region().as_str(), if done { "à jour" } else { "INJOIGNABLE" });
+    }
+    Ok(if pending.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

@@ -1,0 +1,323 @@
+//! Configuration: defaults < file (`--config`, `$DSMS_CONFIG`, `./dsms.toml`) < `DSMS_*` variables,
+//! validated once into typed values. Owns: every knob and its default. Leaves: using them (app.rs).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{RegionName, Regions};
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `None`: no periodic rounds.
+    pub sync_interval: Option<Duration>,
+    pub sync_on_write: bool,
+    pub max_clock_skew: Duration,
+    /// Timeout to open a connection to a region.
+    pub connect_timeout: Duration,
+    /// Timeout of each statement sent to a region.
+    pub statement_timeout: Duration,
+    pub log_json: bool,
+    pub regions: Vec<RegionConfig>,
+}
+
+/// One region: its name and where its database lives.
+#[derive(Clone)]
+pub struct RegionConfig {
+    pub name: RegionName,
+    pub url: DatabaseUrl,
+}
+
+impl fmt::Debug for RegionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegionConfig").field("name", &self.name).field("url", &self.url.redacted()).finish()
+    }
+}
+
+/// A region database: PostgreSQL or an SQLite file.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err("chemin SQLite vide (ex. sqlite://dsms-data/dakar.db)".into());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return url::Url::parse(text).map(|_| Self::Postgres(text.to_owned())).map_err(|e| format!("URL PostgreSQL invalide : {e}"));
+        }
+        Err("l'URL doit commencer par postgres:// ou sqlite://".into())
+    }
+
+    /// The URL with any password replaced by `***`, safe for logs and errors.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(text) => match url::Url::parse(text) {
+                Ok(mut url) if url.password().is_some() => {
+                    let _ = url.set_password(Some("***"));
+                    url.to_string()
+                }
+                _ => text.clone(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A configuration error: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration invalide : {key} : {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+/// The file as written (and the `DSMS_*` variables), before validation.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    sync_interval: String,
+    sync_on_write: bool,
+    max_clock_skew: String,
+    connect_timeout: String,
+    statement_timeout: String,
+    log_format: String,
+    data_dir: PathBuf,
+    regions: Vec<RawRegion>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    /// A file holding the URL (for secrets kept out of the config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url_file: Option<PathBuf>,
+    /// A file holding the PostgreSQL password, inserted into `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_file: Option<PathBuf>,
+}
+
+/// The embedded default: Dakar, Thies and Saint-Louis in SQLite files under `data_dir`.
+pub const DEFAULT_REGIONS: [&str; 3] = ["Dakar", "Thies", "Saint-Louis"];
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            sync_interval: "60s".into(),
+            sync_on_write: true,
+            max_clock_skew: "2s".into(),
+            connect_timeout: "3s".into(),
+            statement_timeout: "10s".into(),
+            log_format: "text".into(),
+            data_dir: PathBuf::from("dsms-data"),
+            regions: Vec::new(),
+        }
+    }
+}
+
+/// Where the configuration file is looked for.
+pub enum ConfigSource<'a> {
+    /// `--config PATH` or `$DSMS_CONFIG`: must exist.
+    Explicit(&'a Path),
+    /// `./dsms.toml` if present, else defaults only.
+    Default,
+}
+
+/// Loads defaults < file < `DSMS_*` variables, then validates.
+pub fn load(source: ConfigSource<'_>) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    match source {
+        ConfigSource::Explicit(path) => {
+            if !path.is_file() {
+                return Err(ConfigError::new("config", format!("fichier introuvable : {}", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        ConfigSource::Default => figment = figment.merge(Toml::file("dsms.toml")),
+    }
+    figment = figment.merge(Env::prefixed("DSMS_").ignore(&["config", "require_pg", "require_browser", "pg_bin", "proptest_cases"]));
+    let raw: RawConfig = figment.extract().map_err(|e| {
+        let key = e.path.join(".");
+        let key = if key.is_empty() { "config".to_owned() } else { key };
+        ConfigError::new(key, e.kind.to_string())
+    })?;
+    raw.validate()
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| ConfigError::new(key, format!("durée invalide « {text} » ({e}) ; ex. \"60s\", \"500ms\"")))
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let listen = self
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::new("listen", format!("adresse invalide « {} » ; ex. \"127.0.0.1:8080\"", self.listen)))?;
+        let sync_interval = match self.sync_interval.trim() {
+            "off" | "false" | "0" => None,
+            text => Some(duration("sync_interval", text)?).filter(|d| !d.is_zero()),
+        };
+        let log_json = match self.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(ConfigError::new("log_format", format!("« {other} » : valeurs possibles \"text\" ou \"json\""))),
+        };
+        let regions = if self.regions.is_empty() {
+            DEFAULT_REGIONS
+                .iter()
+                .map(|name| {
+                    let name = RegionName::new(name);
+                    let url = DatabaseUrl::Sqlite(self.data_dir.join(format!("{}.db", name.slug())));
+                    RegionConfig { name, url }
+                })
+                .collect()
+        } else {
+            validate_regions(self.regions)?
+        };
+        Ok(Config {
+            listen,
+            sync_interval,
+            sync_on_write: self.sync_on_write,
+            max_clock_skew: duration("max_clock_skew", &self.max_clock_skew)?,
+            connect_timeout: duration("connect_timeout", &self.connect_timeout)?,
+            statement_timeout: duration("statement_timeout", &self.statement_timeout)?,
+            log_json,
+            regions,
+        })
+    }
+}
+
+fn validate_regions(raw: Vec<RawRegion>) -> Result<Vec<RegionConfig>, ConfigError> {
+    if !(2..=16).contains(&raw.len()) {
+        return Err(ConfigError::new("regions", format!("il faut de 2 à 16 régions ({} configurées)", raw.len())));
+    }
+    let mut regions: Vec<RegionConfig> = Vec::with_capacity(raw.len());
+    for (i, region) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("regions[{i}].{field}");
+        let name = region.name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(ConfigError::new(key("name"), "nom de région vide, trop long ou invalide"));
+        }
+        let name = RegionName::new(name);
+        if name.slug().is_empty() {
+            return Err(ConfigError::new(key("name"), "le nom doit contenir au moins une lettre ou un chiffre"));
+        }
+        if let Some(other) = regions
+            .iter()
+            .find(|r| RegionName::key_of(r.name.as_str()) == RegionName::key_of(name.as_str()) || r.name.slug() == name.slug())
+        {
+            return Err(ConfigError::new(key("name"), format!("« {name} » se confond avec « {} »", other.name)));
+        }
+        let text = match (region.url, region.url_file) {
+            (Some(url), None) => url,
+            (None, Some(file)) => std::fs::read_to_string(&file)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| ConfigError::new(key("url_file"), format!("{} : {e}", file.display())))?,
+            (None, None) => return Err(ConfigError::new(key("url"), "URL manquante (url ou url_file)")),
+            (Some(_), Some(_)) => return Err(ConfigError::new(key("url"), "url et url_file s'excluent")),
+        };
+        let mut url = DatabaseUrl::parse(&text).map_err(|m| ConfigError::new(key("url"), m))?;
+        if let Some(file) = region.password_file {
+            let password =
+                std::fs::read_to_string(&file).map_err(|e| ConfigError::new(key("password_file"), format!("{} : {e}", file.display())))?;
+            url = with_password(url, password.trim()).map_err(|m| ConfigError::new(key("password_file"), m))?;
+        }
+        regions.push(RegionConfig { name, url });
+    }
+    Ok(regions)
+}
+
+fn with_password(url: DatabaseUrl, password: &str) -> Result<DatabaseUrl, String> {
+    match url {
+        DatabaseUrl::Postgres(text) => {
+            let mut parsed = url::Url::parse(&text).map_err(|e| e.to_string())?;
+            parsed.set_password(Some(password)).map_err(|_| "cette URL ne peut porter de mot de passe".to_owned())?;
+            Ok(DatabaseUrl::Postgres(parsed.to_string()))
+        }
+        DatabaseUrl::Sqlite(_) => Err("un mot de passe n'a de sens que pour PostgreSQL".into()),
+    }
+}
+
+impl Config {
+    /// The embedded default (three SQLite regions) under `data_dir`, for tests and `dsms` without config.
+    pub fn embedded(data_dir: &Path) -> Self {
+        let raw = RawConfig { data_dir: data_dir.to_owned(), ..RawConfig::default() };
+        #[allow(clippy::expect_used, reason = "the built-in defaults are valid; a unit test checks it")]
+        raw.validate().expect("default configuration is valid")
+    }
+
+    /// Any regions, other knobs at their defaults.
+    pub fn with_regions(regions: Vec<(&str, DatabaseUrl)>) -> Self {
+        let mut config = Self::embedded(Path::new("dsms-data"));
+        config.regions = regions.into_iter().map(|(name, url)| RegionConfig { name: RegionName::new(name), url }).collect();
+        config
+    }
+
+    pub fn region_names(&self) -> Regions {
+        Regions::new(self.regions.iter().map(|r| r.name.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_senegal_regions() {
+        let config = Config::embedded(Path::new("/tmp/x"));
+        let names: Vec<_> = config.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, DEFAULT_REGIONS);
+        assert_eq!(config.regions[2].url, DatabaseUrl::Sqlite("/tmp/x/saint-louis.db".into()));
+        assert_eq!(config.sync_interval, Some(Duration::from_secs(60)));
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let raw = RawConfig { sync_interval: "soon".into(), ..RawConfig::default() };
+        assert_eq!(raw.validate().unwrap_err().key, "sync_interval");
+        let one = RawRegion { name: "Dakar".into(), url: Some("mysql://x".into()), url_file: None, password_file: None };
+        let two = RawRegion { name: "Thies".into(), url: Some("sqlite://t.db".into()), url_file: None, password_file: None };
+        let raw = RawConfig { regions: vec![one, two], ..RawConfig::default() };
+        assert_eq!(raw.validate().unwrap_err().key, "regions[0].url");
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let url = DatabaseUrl::parse("postgres://u:secret@h/db").unwrap();
+        assert!(!format!("{url:?}").contains("secret"));
+    }
+}

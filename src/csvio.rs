@@ -1,0 +1,185 @@
+//! CSV export and import, streaming in batches (memory stays bounded whatever the size), with a
+//! progress bar when standard error is a terminal.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app;
+use crate::config::Config;
+use crate::domain::vente::VenteFields;
+use crate::domain::{NewVente, Vente, VenteId};
+use crate::store::Store;
+use crate::sync::clock::system_clock;
+use crate::ventes::Ventes;
+
+pub const HEADER: [&str; 7] = ["id", "produit", "montant", "date_vente", "region", "updated_at", "deleted"];
+const BATCH: usize = 5_000;
+
+/// A progress bar on standard error, hidden when it is not a terminal.
+pub fn progress_bar(total: Option<u64>, unit: &str) -> ProgressBar {
+    let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+    let template = if total.is_some() {
+        format!("{{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, reste {{eta}})")
+    } else {
+        format!("{{spinner}} {{pos}} {unit} ({{per_sec}})")
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn record(v: &Vente) -> [String; 7] {
+    [
+        v.id.to_string(),
+        v.produit.to_string(),
+        v.montant.to_string(),
+        v.date_vente.to_string(),
+        v.region.to_string(),
+        v.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        v.deleted.to_string(),
+    ]
+}
+
+/// Streams every sale of `store` as CSV, in id order; returns how many rows were written.
+pub async fn export(store: &dyn Store, out: impl Write, include_deleted: bool, progress: &ProgressBar) -> anyhow::Result<u64> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(HEADER)?;
+    let mut after = None;
+    let mut count = 0;
+    loop {
+        let batch = store.scan(after, BATCH as u32, include_deleted).await?;
+        for vente in &batch {
+            writer.write_record(record(vente))?;
+        }
+        count += batch.len() as u64;
+        progress.inc(batch.len() as u64);
+        match batch.last() {
+            Some(last) if batch.len() == BATCH => after = Some(last.id),
+            _ => break,
+        }
+    }
+    writer.flush()?;
+    Ok(count)
+}
+
+pub async fn export_cmd(
+    config: &Config,
+    output: Option<PathBuf>,
+    region: Option<String>,
+    include_deleted: bool,
+) -> anyhow::Result<ExitCode> {
+    let stores = app::open_stores(config).await?;
+    let store = match region {
+        Some(name) => {
+            let names = config.region_names();
+            let found = names.resolve(&name).with_context(|| format!("région inconnue « {name} » ; régions : {}", names.describe()))?;
+            stores.iter().find(|s| s.region() == found).cloned().context("région introuvable")?
+        }
+        None => first_reachable(&stores).await?,
+    };
+    let progress = progress_bar(store.count_live().await.ok(), "ventes");
+    let count = match output {
+        Some(path) => {
+            let file = std::fs::File::create(&path).with_context(|| format!("création de {}", path.display()))?;
+            export(store.as_ref(), std::io::BufWriter::new(file), include_deleted, &progress).await?
+        }
+        None => export(store.as_ref(), std::io::stdout().lock(), include_deleted, &progress).await?,
+    };
+    progress.finish_and_clear();
+    eprintln!("{count} ventes exportées depuis {}", store.region());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn first_reachable(stores: &[std::sync::Arc<dyn Store>]) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    for store in stores {
+        if store.ping().await.is_ok() {
+            return Ok(store.clone());
+        }
+    }
+    anyhow::bail!("aucune région n'est joignable")
+}
+
+/// What an import did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub imported: u64,
+    /// `(line, message)` for each line refused.
+    pub rejected: Vec<(u64, String)>,
+}
+
+/// Reads CSV (header required; `produit`, `montant`, `date_vente`, `region` columns; `id` optional;
+/// rows marked `deleted=true` are skipped) and records each sale in its region, batch by batch.
+pub async fn import(ventes: &Ventes, input: impl Read, progress: &ProgressBar) -> anyhow::Result<ImportReport> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::None).from_reader(input);
+    let headers = reader.headers()?.clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let missing: Vec<&str> = ["produit", "montant", "date_vente", "region"].into_iter().filter(|c| column(c).is_none()).collect();
+    if !missing.is_empty() {
+        anyhow::bail!("colonnes manquantes dans l'en-tête : {}", missing.join(", "));
+    }
+    let [produit, montant, date_vente, region] = ["produit", "montant", "date_vente", "region"].map(|c| column(c).unwrap_or(usize::MAX));
+    let (id_col, deleted_col) = (column("id"), column("deleted"));
+    let today = ventes.today();
+    let mut report = ImportReport::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    for (index, row) in reader.records().enumerate() {
+        let line = index as u64 + 2;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => {
+                report.rejected.push((line, format!("ligne illisible : {e}")));
+                continue;
+            }
+        };
+        if deleted_col.and_then(|c| row.get(c)).is_some_and(|d| d.trim().eq_ignore_ascii_case("true")) {
+            continue;
+        }
+        let fields =
+            VenteFields { produit: row.get(produit), montant: row.get(montant), date_vente: row.get(date_vente), region: row.get(region) };
+        let id = match id_col.and_then(|c| row.get(c)).map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(VenteId::generate()),
+            Some(text) => text.parse().map_err(|_| format!("id : « {text} » n'est pas un UUID")),
+        };
+        match (id, NewVente::parse(&fields, ventes.regions(), today)) {
+            (Ok(id), Ok(vente)) => batch.push((id, vente)),
+            (Err(message), _) => report.rejected.push((line, message)),
+            (_, Err(errors)) => report.rejected.push((line, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ; "))),
+        }
+        if batch.len() == BATCH {
+            report.imported += ventes.record_batch(std::mem::take(&mut batch)).await? as u64;
+            progress.set_position(report.imported);
+        }
+    }
+    report.imported += ventes.record_batch(batch).await? as u64;
+    progress.set_position(report.imported);
+    Ok(report)
+}
+
+pub async fn import_cmd(config: &Config, input: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let stores = app::open_stores(config).await?;
+    app::migrate_all(&stores).await?;
+    let ventes = Ventes::new(stores, system_clock());
+    let progress = progress_bar(None, "ventes");
+    let report = match input {
+        Some(path) => {
+            let file = std::fs::File::open(&path).with_context(|| format!("ouverture de {}", path.display()))?;
+            import(&ventes, std::io::BufReader::new(file), &progress).await?
+        }
+        None => import(&ventes, std::io::stdin().lock(), &progress).await?,
+    };
+    progress.finish_and_clear();
+    for (line, message) in report.rejected.iter().take(20) {
+        eprintln!("ligne {line} : {message}");
+    }
+    if report.rejected.len() > 20 {
+        eprintln!("… et {} autres lignes refusées", report.rejected.len() - 20);
+    }
+    eprintln!("{} ventes importées, {} lignes refusées", report.imported, report.rejected.len());
+    let _ = std::io::stderr().flush();
+    Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,36 @@
+//! Values that cannot be invalid: once a `Produit`, a `Montant`, a `DateVente` or a `RegionName`
+//! exists, it satisfies the contract. Parsing from the wire happens here, once.
+//! Owns: validation rules and their French messages. Leaves: storage encodings (store/), JSON shape (web/).
+
+pub mod montant;
+pub mod produit;
+pub mod region;
+pub mod vente;
+
+pub use montant::Montant;
+pub use produit::Produit;
+pub use region::{RegionName, Regions};
+pub use vente::{DateVente, NewVente, Vente, VenteId, Version};
+
+/// A field that failed validation, with a French message for the user.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, utoipa::ToSchema)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The JSON field name, e.g. `montant`.
+    pub field: String,
+    /// What is wrong, in French.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Folds text for search and matching: Unicode decomposition, combining marks dropped, lower case.
+/// `"Thiès"`, `"THIES"` and `"thies"` fold to the same key.
+pub fn fold(text: &str) -> String {
+    use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
+    text.nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+}

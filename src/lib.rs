@@ -1,0 +1,26 @@
+//! dsms: multi-region sales management with multi-master, per-row Last-Write-Wins replication.
+
+/// Wiring: builds the regions, the services and the HTTP server from a `Config`.
+pub mod app;
+/// Benchmarks printing JSON lines.
+pub mod bench;
+/// The command line: `serve`, `migrate`, `seed`, `import`, `export`, `bench`.
+pub mod cli;
+/// Configuration: defaults, `dsms.toml`, `DSMS_*` variables, validation.
+pub mod config;
+/// CSV import and export, streaming.
+pub mod csvio;
+/// Values that cannot be invalid: sales, amounts, products, regions.
+pub mod domain;
+/// Demo data.
+pub mod seed;
+/// One region's database behind one trait: PostgreSQL and SQLite.
+pub mod store;
+/// Versions and the hybrid logical clock (the sync engine grows here).
+pub mod sync;
+/// Real databases for tests and benchmarks: private PostgreSQL clusters.
+pub mod testkit;
+/// The sales service: where reads and writes go.
+pub mod ventes;
+/// HTTP: router, handlers, errors, OpenAPI.
+pub mod web;

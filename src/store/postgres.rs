@@ -1,0 +1,288 @@
+//! PostgreSQL regions. Owns all PostgreSQL SQL. Every write transaction first advances the
+//! region's clock row, whose lock orders the region's writers, so versions are unique; each row
+//! carries the id of the transaction that wrote it (`txid`), the change feed's position.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+
+use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente};
+use super::{Backend, Limits, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
+use crate::domain::vente::to_micros;
+use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId, Version};
+use crate::sync::clock::Hlc;
+
+const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin";
+
+pub struct PgStore {
+    region: RegionName,
+    pool: PgPool,
+    limits: Limits,
+}
+
+impl PgStore {
+    /// Prepares a lazy pool: nothing connects until the first call, so a region that is down at
+    /// start-up is reported by the first round instead of stopping the server.
+    pub fn open(region: RegionName, url: &str, limits: Limits) -> Result<Self, StoreError> {
+        let statement_ms = limits.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database { region: region.clone(), message: e.to_string() })?
+            .application_name("dsms")
+            .options([("statement_timeout", statement_ms.as_str()), ("idle_in_transaction_session_timeout", "60000")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
+            .acquire_timeout(limits.connect_timeout)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options);
+        Ok(Self { region, pool, limits })
+    }
+
+    /// The pool, for tests and benchmarks that inspect the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |e| StoreError::from_sqlx(&self.region, e)
+    }
+
+    /// Bounds a call on our side too: a server that stops answering (not only a slow query)
+    /// fails as unavailable instead of hanging the caller.
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let limit = self.limits.connect_timeout + self.limits.statement_timeout + Duration::from_secs(1);
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable { region: self.region.clone(), message: format!("pas de réponse en {limit:?}") })
+        })
+    }
+
+    fn vente(&self, row: &PgRow) -> Result<Vente, StoreError> {
+        let err = self.err();
+        let montant: Decimal = row.try_get("montant").map_err(&err)?;
+        let montant =
+            Montant::from_decimal(montant).map_err(|e| StoreError::Corrupt { region: self.region.clone(), message: e.to_string() })?;
+        VenteRow {
+            id: row.try_get("id").map_err(&err)?,
+            produit: row.try_get("produit").map_err(&err)?,
+            montant_cents: montant.cents(),
+            date_vente: row.try_get("date_vente").map_err(&err)?,
+            region: row.try_get("region").map_err(&err)?,
+            updated_at: row.try_get("updated_at").map_err(&err)?,
+            deleted: row.try_get("deleted").map_err(&err)?,
+            hlc: row.try_get("hlc").map_err(&err)?,
+            origin: row.try_get("origin").map_err(&err)?,
+        }
+        .into_vente(&self.region)
+    }
+
+    /// Inserts or replaces rows in one statement (arrays unnested server-side). With
+    /// `only_if_newer`, a stored row is replaced only by a greater version: the LWW rule, which
+    /// must agree with `Version`'s `Ord` (origin is `COLLATE "C"`, compared bytewise as in Rust).
+    async fn upsert(conn: &mut PgConnection, rows: &[Vente], only_if_newer: bool) -> Result<u64, sqlx::Error> {
+        let n = rows.len();
+        let (mut ids, mut produits, mut norms, mut montants) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut dates, mut regions, mut times, mut deleted) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut hlcs, mut origins) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for v in rows {
+            ids.push(v.id.0);
+            produits.push(v.produit.as_str());
+            norms.push(v.produit.search_key());
+            montants.push(v.montant.to_decimal());
+            dates.push(v.date_vente.get());
+            regions.push(v.region.as_str());
+            times.push(v.updated_at);
+            deleted.push(v.deleted);
+            hlcs.push(v.version.hlc.0);
+            origins.push(v.version.origin.as_str());
+        }
+        let condition = if only_if_newer { "WHERE (EXCLUDED.hlc, EXCLUDED.origin) > (vente.hlc, vente.origin)" } else { "" };
+        let sql = format!(
+            "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::text[], \
+                                  $7::timestamptz[], $8::bool[], $9::int8[], $10::text[]) \
+             ON CONFLICT (id) DO UPDATE SET produit = EXCLUDED.produit, produit_norm = EXCLUDED.produit_norm, \
+               montant = EXCLUDED.montant, date_vente = EXCLUDED.date_vente, region = EXCLUDED.region, \
+               updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted, hlc = EXCLUDED.hlc, \
+               origin = EXCLUDED.origin, txid = pg_current_xact_id() {condition}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(&ids)
+            .bind(&produits)
+            .bind(&norms)
+            .bind(&montants)
+            .bind(&dates)
+            .bind(&regions)
+            .bind(&times)
+            .bind(&deleted)
+            .bind(&hlcs)
+            .bind(&origins)
+            .execute(&mut *conn)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Advances the clock to stamp `n` local writes at `now`, locking the clock row until commit;
+    /// returns the last value stamped.
+    async fn stamp(conn: &mut PgConnection, now: DateTime<Utc>, n: usize) -> Result<i64, sqlx::Error> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let wall = Hlc::from_wall_ms(now.timestamp_millis()).0;
+        let (hlc,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = greatest(hlc + $1, $2 + $1 - 1) RETURNING hlc")
+            .bind(n)
+            .bind(wall)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(hlc)
+    }
+
+    async fn get_in(&self, conn: &mut PgConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        row.map(|r| self.vente(&r)).transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn region(&self) -> &RegionName {
+        &self.region
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            sqlx::migrate!("./migrations/postgres").run(&self.pool).await.map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(&self.region, e),
+                e => StoreError::Database { region: self.region.clone(), message: e.to_string() },
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async { sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(self.err()) }).await
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        self.bounded(async {
+            let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM vente WHERE deleted = false"));
+            if let Some(region) = &q.region {
+                query.push(" AND region = ").push_bind(region.as_str());
+            }
+            if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+                query.push(" AND produit_norm LIKE ").push_bind(like_pattern(text)).push(" ESCAPE '\\'");
+            }
+            if let Some(from) = q.from {
+                query.push(" AND date_vente >= ").push_bind(from);
+            }
+            if let Some(to) = q.to {
+                query.push(" AND date_vente <= ").push_bind(to);
+            }
+            if let Some(after) = &q.after {
+                query.push(" AND (updated_at, id) < (").push_bind(after.updated_at).push(", ").push_bind(after.id.0).push(")");
+            }
+            query.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
+            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+            let mut items = rows.iter().map(|r| self.vente(r)).collect::<Result<Vec<_>, _>>()?;
+            let more = items.len() > q.limit as usize;
+            items.truncate(q.limit as usize);
+            let next = if more { items.last().map(super::Cursor::of) } else { None };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await.map_err(self.err())?;
+            self.get_in(&mut conn, id).await
+        })
+        .await
+    }
+
+    async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
+            let current = self.get_in(&mut tx, write.id()).await?;
+            let outcome = decide(write, current);
+            let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
+            let vente = Vente { version: Version { hlc: Hlc(hlc), origin: self.region.clone() }, updated_at: to_micros(now), ..planned };
+            Self::upsert(&mut tx, std::slice::from_ref(&vente), false).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(WriteOutcome::Written(vente))
+        })
+        .await
+    }
+
+    async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
+            let ventes: Vec<Vente> = rows
+                .iter()
+                .zip(first_of(last, rows.len())..)
+                .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc))
+                .collect();
+            Self::upsert(&mut tx, &dedupe_by_id(&ventes), false).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(ventes)
+        })
+        .await
+    }
+
+    async fn apply(&self, rows: &[Vente]) -> Result<u64, StoreError> {
+        let Some(max_hlc) = rows.iter().map(|v| v.version.hlc.0).max() else { return Ok(0) };
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *tx).await.map_err(self.err())?;
+            let applied = Self::upsert(&mut tx, &dedupe_by_id(rows), true).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
+        self.bounded(async {
+            let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM vente WHERE true"));
+            if !include_deleted {
+                query.push(" AND deleted = false");
+            }
+            if let Some(after) = after {
+                query.push(" AND id > ").push_bind(after.0);
+            }
+            query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+            rows.iter().map(|r| self.vente(r)).collect()
+        })
+        .await
+    }
+
+    async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("VACUUM ANALYZE vente").execute(&self.pool).await.map(drop).map_err(self.err())
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM vente WHERE deleted = false").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+}

@@ -1,0 +1,112 @@
+//! A stored row in plain values, the one place where both stores turn columns into a `Vente`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::{LocalWrite, StoreError, WriteOutcome};
+use crate::domain::vente::DateVente;
+use crate::domain::{Montant, NewVente, Produit, RegionName, Vente, VenteId, Version};
+use crate::sync::clock::Hlc;
+
+/// The columns both stores share, in the same order as `COLUMNS`.
+pub(crate) struct VenteRow {
+    pub id: Uuid,
+    pub produit: String,
+    pub montant_cents: i64,
+    pub date_vente: NaiveDate,
+    pub region: String,
+    pub updated_at: DateTime<Utc>,
+    pub deleted: bool,
+    pub hlc: i64,
+    pub origin: String,
+}
+
+impl VenteRow {
+    pub fn into_vente(self, region: &RegionName) -> Result<Vente, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt { region: region.clone(), message: format!("vente {}: {message}", self.id) };
+        Ok(Vente {
+            id: VenteId(self.id),
+            produit: Produit::parse(&self.produit).map_err(|e| corrupt(e.to_string()))?,
+            montant: Montant::from_cents(self.montant_cents).map_err(|e| corrupt(e.to_string()))?,
+            date_vente: DateVente::from_stored(self.date_vente),
+            region: RegionName::new(&self.region),
+            updated_at: self.updated_at,
+            deleted: self.deleted,
+            version: Version { hlc: Hlc(self.hlc), origin: RegionName::new(&self.origin) },
+        })
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` substring pattern.
+pub(crate) fn like_pattern(folded: &str) -> String {
+    let mut pattern = String::with_capacity(folded.len() + 2);
+    pattern.push('%');
+    for c in folded.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Rows to stamp with consecutive clock values ending at `last`: the first gets `last - n + 1`.
+pub(crate) fn first_of(last: i64, n: usize) -> i64 {
+    last - i64::try_from(n).unwrap_or(i64::MAX) + 1
+}
+
+/// A local write of `new` as sale `id`, stamped by `region` at `now` with clock value `hlc`.
+pub(crate) fn local_vente(region: &RegionName, id: VenteId, new: &NewVente, now: DateTime<Utc>, hlc: i64) -> Vente {
+    Vente {
+        id,
+        produit: new.produit.clone(),
+        montant: new.montant,
+        date_vente: new.date_vente,
+        region: new.region.clone(),
+        updated_at: crate::domain::vente::to_micros(now),
+        deleted: false,
+        version: Version { hlc: Hlc(hlc), origin: region.clone() },
+    }
+}
+
+/// What a local write does given the row currently stored (the same rule in both stores).
+/// `Written` carries the planned row; the caller stamps its version and time in the transaction.
+pub(crate) fn decide(write: &LocalWrite, current: Option<Vente>) -> WriteOutcome {
+    let planned = |id: VenteId, new: &NewVente| local_vente(&new.region, id, new, DateTime::<Utc>::MIN_UTC, 0);
+    match (write, current) {
+        (LocalWrite::Create { id, vente }, None) => WriteOutcome::Written(planned(*id, vente)),
+        (LocalWrite::Create { vente, .. }, Some(current)) if !current.deleted && current.same_content(vente) => {
+            WriteOutcome::Unchanged(current)
+        }
+        (LocalWrite::Create { .. }, Some(current)) => WriteOutcome::IdTaken(current),
+        (LocalWrite::Update { .. } | LocalWrite::Delete { .. }, None) => WriteOutcome::NotFound,
+        (LocalWrite::Update { .. } | LocalWrite::Delete { .. }, Some(current)) if current.deleted => WriteOutcome::NotFound,
+        (LocalWrite::Update { expect, .. } | LocalWrite::Delete { expect, .. }, Some(current)) if !expect.accepts(&current) => {
+            WriteOutcome::PreconditionFailed(current)
+        }
+        (LocalWrite::Update { id, vente, .. }, Some(_)) => WriteOutcome::Written(planned(*id, vente)),
+        (LocalWrite::Delete { .. }, Some(current)) => WriteOutcome::Written(Vente { deleted: true, ..current }),
+    }
+}
+
+/// Keeps, for each id, only the greatest version (a batch must name each row once).
+pub(crate) fn dedupe_by_id(rows: &[Vente]) -> std::borrow::Cow<'_, [Vente]> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    if rows.iter().all(|v| seen.insert(v.id)) {
+        return std::borrow::Cow::Borrowed(rows);
+    }
+    let mut best: std::collections::HashMap<VenteId, &Vente> = std::collections::HashMap::with_capacity(rows.len());
+    for v in rows {
+        best.entry(v.id)
+            .and_modify(|b| {
+                if v.version > b.version {
+                    *b = v
+                }
+            })
+            .or_insert(v);
+    }
+    let mut out: Vec<Vente> = best.into_values().cloned().collect();
+    out.sort_by_key(|v| v.id);
+    std::borrow::Cow::Owned(out)
+}

@@ -1,0 +1,281 @@
+//! SQLite regions (the embedded default). Owns all SQLite SQL. One writer at a time: every write
+//! transaction starts with `BEGIN IMMEDIATE`, so the clock and the feed counter advance gap-free
+//! in commit order.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente};
+use super::{Backend, Limits, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
+use crate::domain::vente::to_micros;
+use crate::domain::{NewVente, RegionName, Vente, VenteId, Version};
+use crate::sync::clock::Hlc;
+
+const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin";
+/// SQLite allows 32766 bound values per statement; 11 per row.
+const ROWS_PER_STATEMENT: usize = 2000;
+
+pub struct SqliteStore {
+    region: RegionName,
+    pool: SqlitePool,
+    limits: Limits,
+}
+
+impl SqliteStore {
+    /// Opens the file, creating it and its folder if missing (WAL mode, busy timeout).
+    pub async fn open(region: RegionName, path: &Path, limits: Limits) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable { region: region.clone(), message: format!("{}: {e}", dir.display()) })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| StoreError::from_sqlx(&region, e))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(limits.statement_timeout)
+            .pragma("cache_size", "-32768");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(limits.connect_timeout + limits.statement_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { region, pool, limits })
+    }
+
+    fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |e| StoreError::from_sqlx(&self.region, e)
+    }
+
+    /// Bounds a call: a locked or stalled database fails as unavailable instead of hanging.
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let limit = self.limits.connect_timeout + self.limits.statement_timeout + Duration::from_secs(1);
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable { region: self.region.clone(), message: format!("pas de réponse en {limit:?}") })
+        })
+    }
+
+    fn vente(&self, row: &SqliteRow) -> Result<Vente, StoreError> {
+        let err = self.err();
+        let micros: i64 = row.try_get("updated_at").map_err(&err)?;
+        VenteRow {
+            id: row.try_get("id").map_err(&err)?,
+            produit: row.try_get("produit").map_err(&err)?,
+            montant_cents: row.try_get("montant").map_err(&err)?,
+            date_vente: row.try_get("date_vente").map_err(&err)?,
+            region: row.try_get("region").map_err(&err)?,
+            updated_at: DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| StoreError::Corrupt { region: self.region.clone(), message: format!("updated_at {micros}") })?,
+            deleted: row.try_get("deleted").map_err(&err)?,
+            hlc: row.try_get("hlc").map_err(&err)?,
+            origin: row.try_get("origin").map_err(&err)?,
+        }
+        .into_vente(&self.region)
+    }
+
+    /// Inserts or replaces rows; with `only_if_newer`, a stored row is replaced only by a greater
+    /// version (the LWW rule, which must agree with `Version`'s `Ord`). Feed positions run from `first_seq`.
+    async fn upsert(tx: &mut sqlx::SqliteConnection, rows: &[Vente], first_seq: i64, only_if_newer: bool) -> Result<u64, sqlx::Error> {
+        let mut affected = 0;
+        let mut seq = first_seq;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO vente ({COLUMNS}, produit_norm, seq) "));
+            query.push_values(chunk, |mut b, v| {
+                b.push_bind(v.id.0)
+                    .push_bind(v.produit.as_str())
+                    .push_bind(v.montant.cents())
+                    .push_bind(v.date_vente.get())
+                    .push_bind(v.region.as_str())
+                    .push_bind(v.updated_at.timestamp_micros())
+                    .push_bind(v.deleted)
+                    .push_bind(v.version.hlc.0)
+                    .push_bind(v.version.origin.as_str())
+                    .push_bind(v.produit.search_key())
+                    .push_bind(seq);
+                seq += 1;
+            });
+            query.push(
+                " ON CONFLICT (id) DO UPDATE SET produit = excluded.produit, produit_norm = excluded.produit_norm, \
+                 montant = excluded.montant, date_vente = excluded.date_vente, region = excluded.region, \
+                 updated_at = excluded.updated_at, deleted = excluded.deleted, hlc = excluded.hlc, \
+                 origin = excluded.origin, seq = excluded.seq",
+            );
+            if only_if_newer {
+                query.push(" WHERE (excluded.hlc, excluded.origin) > (vente.hlc, vente.origin)");
+            }
+            affected += query.build().execute(&mut *tx).await?.rows_affected();
+        }
+        Ok(affected)
+    }
+
+    /// Advances the clock to stamp `n` local writes at `now`; returns the last value and feed position.
+    async fn stamp(tx: &mut sqlx::SqliteConnection, now: DateTime<Utc>, n: usize) -> Result<(i64, i64), sqlx::Error> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let wall = Hlc::from_wall_ms(now.timestamp_millis()).0;
+        sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc + ?1, ?2 + ?1 - 1), seq = seq + ?1 WHERE id = 1 RETURNING hlc, seq")
+            .bind(n)
+            .bind(wall)
+            .fetch_one(&mut *tx)
+            .await
+    }
+
+    async fn get_in(&self, conn: &mut sqlx::SqliteConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        row.map(|r| self.vente(&r)).transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn region(&self) -> &RegionName {
+        &self.region
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&self.pool)
+                .await
+                .map_err(|e| StoreError::Database { region: self.region.clone(), message: e.to_string() })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async { sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(self.err()) }).await
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        self.bounded(async {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE deleted = 0"));
+            if let Some(region) = &q.region {
+                query.push(" AND region = ").push_bind(region.as_str());
+            }
+            if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+                query.push(" AND produit_norm LIKE ").push_bind(like_pattern(text)).push(" ESCAPE '\\'");
+            }
+            if let Some(from) = q.from {
+                query.push(" AND date_vente >= ").push_bind(from);
+            }
+            if let Some(to) = q.to {
+                query.push(" AND date_vente <= ").push_bind(to);
+            }
+            if let Some(after) = &q.after {
+                query
+                    .push(" AND (updated_at, id) < (")
+                    .push_bind(after.updated_at.timestamp_micros())
+                    .push(", ")
+                    .push_bind(after.id.0)
+                    .push(")");
+            }
+            query.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
+            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+            let mut items = rows.iter().map(|r| self.vente(r)).collect::<Result<Vec<_>, _>>()?;
+            let more = items.len() > q.limit as usize;
+            items.truncate(q.limit as usize);
+            let next = if more { items.last().map(super::Cursor::of) } else { None };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await.map_err(self.err())?;
+            self.get_in(&mut conn, id).await
+        })
+        .await
+    }
+
+    async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
+        self.bounded(async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
+            let current = self.get_in(&mut tx, write.id()).await?;
+            let outcome = decide(write, current);
+            let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
+            let (hlc, seq) = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
+            let vente = Vente { version: Version { hlc: Hlc(hlc), origin: self.region.clone() }, updated_at: to_micros(now), ..planned };
+            Self::upsert(&mut tx, std::slice::from_ref(&vente), seq, false).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(WriteOutcome::Written(vente))
+        })
+        .await
+    }
+
+    async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.bounded(async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
+            let (last_hlc, last_seq) = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
+            let first = first_of(last_hlc, rows.len());
+            let ventes: Vec<Vente> =
+                rows.iter().zip(first..).map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc)).collect();
+            Self::upsert(&mut tx, &dedupe_by_id(&ventes), first_of(last_seq, rows.len()), false).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(ventes)
+        })
+        .await
+    }
+
+    async fn apply(&self, rows: &[Vente]) -> Result<u64, StoreError> {
+        let Some(max_hlc) = rows.iter().map(|v| v.version.hlc.0).max() else { return Ok(0) };
+        self.bounded(async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
+            let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            let (last_seq,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc, ?1), seq = seq + ?2 WHERE id = 1 RETURNING seq")
+                .bind(max_hlc)
+                .bind(n)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(self.err())?;
+            let applied = Self::upsert(&mut tx, &dedupe_by_id(rows), first_of(last_seq, rows.len()), true).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
+        self.bounded(async {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE true"));
+            if !include_deleted {
+                query.push(" AND deleted = 0");
+            }
+            if let Some(after) = after {
+                query.push(" AND id > ").push_bind(after.0);
+            }
+            query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+            rows.iter().map(|r| self.vente(r)).collect()
+        })
+        .await
+    }
+
+    async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE").execute(&self.pool).await.map(drop).map_err(self.err())
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM vente WHERE deleted = 0").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+}

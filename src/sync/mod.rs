@@ -1,0 +1,3 @@
+//! Replication. Owns: versions and the clock (clock.rs).
+
+pub mod clock;

@@ -1,0 +1,3 @@
+//! Test and benchmark kit: real databases on this machine, private to one process.
+
+pub mod pg;

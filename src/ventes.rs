@@ -1,0 +1,206 @@
+//! The sales service: where each read and write goes. Owns: routing a write to the sale's home
+//! region (or, when it is down, to the first reachable region), read fail-over, and pushing each
+//! write on to the other regions at once. Leaves: SQL (store/), validation (domain/), HTTP (web/).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::domain::{NewVente, RegionName, Regions, Vente, VenteId};
+use crate::store::{Expect, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
+use crate::sync::clock::WallClock;
+
+/// How long a write waits for its immediate push to the other regions; what misses it is
+/// carried by the next sync round.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum VenteError {
+    #[error("vente introuvable")]
+    NotFound,
+    #[error("l'identifiant est déjà pris par une autre vente")]
+    IdTaken(Box<Vente>),
+    #[error("la vente a changé depuis sa lecture")]
+    PreconditionFailed(Box<Vente>),
+    #[error("aucune région n'est joignable")]
+    NoRegionReachable(Vec<StoreError>),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// A created sale, and whether this call wrote it or replayed an identical earlier create.
+pub struct Created {
+    pub vente: Vente,
+    pub replayed: bool,
+}
+
+/// The sales of every region, read and written as one.
+pub struct Ventes {
+    regions: Regions,
+    stores: Vec<Arc<dyn Store>>,
+    clock: WallClock,
+}
+
+impl Ventes {
+    /// `stores` are in configuration order; the first reachable one serves lists.
+    pub fn new(stores: Vec<Arc<dyn Store>>, clock: WallClock) -> Self {
+        let regions = Regions::new(stores.iter().map(|s| s.region().clone()).collect());
+        Self { regions, stores, clock }
+    }
+
+    pub fn regions(&self) -> &Regions {
+        &self.regions
+    }
+
+    pub fn stores(&self) -> &[Arc<dyn Store>] {
+        &self.stores
+    }
+
+    pub fn today(&self) -> chrono::NaiveDate {
+        (self.clock)().date_naive()
+    }
+
+    /// Live sales from the first region that answers.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, VenteError> {
+        let mut failures = Vec::new();
+        for store in &self.stores {
+            match store.list(query).await {
+                Ok(page) => return Ok(page),
+                Err(e) if e.is_unavailable() => failures.push(e),
+                Err(e) => return Err(VenteError::Store(e)),
+            }
+        }
+        Err(VenteError::NoRegionReachable(failures))
+    }
+
+    /// The newest version of a sale held by any reachable region (a write is readable at once,
+    /// even before every region has it). Tombstones count: a deleted sale is `NotFound`.
+    pub async fn get(&self, id: VenteId) -> Result<Vente, VenteError> {
+        let answers = join_all(self.stores.iter().map(|s| s.get(id))).await;
+        let mut failures = Vec::new();
+        let mut newest: Option<Vente> = None;
+        let mut reached = false;
+        for answer in answers {
+            match answer {
+                Ok(found) => {
+                    reached = true;
+                    if let Some(v) = found.filter(|v| newest.as_ref().is_none_or(|n| v.version > n.version)) {
+                        newest = Some(v);
+                    }
+                }
+                Err(e) if e.is_unavailable() => failures.push(e),
+                Err(e) => return Err(VenteError::Store(e)),
+            }
+        }
+        if !reached {
+            return Err(VenteError::NoRegionReachable(failures));
+        }
+        newest.filter(|v| !v.deleted).ok_or(VenteError::NotFound)
+    }
+
+    pub async fn create(&self, id: Option<VenteId>, vente: NewVente) -> Result<Created, VenteError> {
+        let home = vente.region.clone();
+        let write = LocalWrite::Create { id: id.unwrap_or_else(VenteId::generate), vente };
+        match self.write(&home, &write).await? {
+            WriteOutcome::Written(vente) => Ok(Created { vente, replayed: false }),
+            WriteOutcome::Unchanged(vente) => Ok(Created { vente, replayed: true }),
+            WriteOutcome::IdTaken(vente) => Err(VenteError::IdTaken(Box::new(vente))),
+            WriteOutcome::NotFound | WriteOutcome::PreconditionFailed(_) => Err(VenteError::NotFound),
+        }
+    }
+
+    pub async fn update(&self, id: VenteId, vente: NewVente, expect: Expect) -> Result<Vente, VenteError> {
+        let home = vente.region.clone();
+        self.change(&home, &LocalWrite::Update { id, vente, expect }).await
+    }
+
+    pub async fn delete(&self, id: VenteId, expect: Expect) -> Result<Vente, VenteError> {
+        let current = self.get(id).await?;
+        self.change(&current.region, &LocalWrite::Delete { id, expect }).await
+    }
+
+    /// An update or delete. If the home region does not hold the sale yet (it was written
+    /// elsewhere while this region was down), the newest copy is brought there first.
+    async fn change(&self, home: &RegionName, write: &LocalWrite) -> Result<Vente, VenteError> {
+        let mut outcome = self.write(home, write).await?;
+        if matches!(outcome, WriteOutcome::NotFound) {
+            let newest = self.get(write.id()).await?;
+            join_all(self.stores.iter().map(|s| s.apply(std::slice::from_ref(&newest)))).await;
+            outcome = self.write(home, write).await?;
+        }
+        match outcome {
+            WriteOutcome::Written(vente) => Ok(vente),
+            WriteOutcome::PreconditionFailed(current) => Err(VenteError::PreconditionFailed(Box::new(current))),
+            WriteOutcome::NotFound | WriteOutcome::Unchanged(_) | WriteOutcome::IdTaken(_) => Err(VenteError::NotFound),
+        }
+    }
+
+    /// Writes into the home region, or the first reachable one when it is down; then pushes the
+    /// written row to the other regions (idempotent LWW apply; a failure there is left to sync).
+    async fn write(&self, home: &RegionName, write: &LocalWrite) -> Result<WriteOutcome, VenteError> {
+        let home_first = self.stores.iter().filter(|s| s.region() == home).chain(self.stores.iter().filter(|s| s.region() != home));
+        let mut failures = Vec::new();
+        for store in home_first {
+            match store.write(write, (self.clock)()).await {
+                Ok(outcome) => {
+                    if let WriteOutcome::Written(vente) = &outcome {
+                        self.push(store.region(), vente).await;
+                    }
+                    return Ok(outcome);
+                }
+                Err(e) if e.is_unavailable() => {
+                    tracing::warn!(region = %store.region(), error = %e, "écriture reportée sur une autre région");
+                    failures.push(e);
+                }
+                Err(e) => return Err(VenteError::Store(e)),
+            }
+        }
+        Err(VenteError::NoRegionReachable(failures))
+    }
+
+    /// Records many sales at once (import, seed): grouped by home region, one transaction per
+    /// group, with the same fail-over and push as single writes. Returns how many were written.
+    pub async fn record_batch(&self, rows: Vec<(VenteId, NewVente)>) -> Result<usize, VenteError> {
+        let mut groups: std::collections::BTreeMap<RegionName, Vec<(VenteId, NewVente)>> = std::collections::BTreeMap::new();
+        for row in rows {
+            groups.entry(row.1.region.clone()).or_default().push(row);
+        }
+        let mut written = 0;
+        for (home, group) in groups {
+            let home_first = self.stores.iter().filter(|s| *s.region() == home).chain(self.stores.iter().filter(|s| *s.region() != home));
+            let mut failures = Vec::new();
+            let mut done = None;
+            for store in home_first {
+                match store.write_many(&group, (self.clock)()).await {
+                    Ok(ventes) => {
+                        done = Some((store.region().clone(), ventes));
+                        break;
+                    }
+                    Err(e) if e.is_unavailable() => failures.push(e),
+                    Err(e) => return Err(VenteError::Store(e)),
+                }
+            }
+            let Some((region, ventes)) = done else { return Err(VenteError::NoRegionReachable(failures)) };
+            self.push_many(&region, &ventes).await;
+            written += ventes.len();
+        }
+        Ok(written)
+    }
+
+    async fn push(&self, written_in: &RegionName, vente: &Vente) {
+        self.push_many(written_in, std::slice::from_ref(vente)).await;
+    }
+
+    async fn push_many(&self, written_in: &RegionName, ventes: &[Vente]) {
+        let others = self.stores.iter().filter(|s| s.region() != written_in);
+        let pushes = others.map(|s| async move {
+            match tokio::time::timeout(PUSH_TIMEOUT, s.apply(ventes)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(region = %s.region(), error = %e, "propagation immédiate manquée"),
+                Err(_) => tracing::debug!(region = %s.region(), "propagation immédiate trop lente"),
+            }
+        });
+        join_all(pushes).await;
+    }
+}

@@ -1,0 +1,321 @@
+//! The sales API handlers: extract, call `Ventes`, map. No SQL, no rules.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ETAG, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{IfMatch, JsonObject, Member, parse_id, truncate};
+use crate::domain::vente::VenteFields;
+use crate::domain::{FieldError, NewVente, Vente, VenteId, fold};
+use crate::store::{Cursor, ListQuery};
+
+pub const MAX_LIMIT: u32 = 500;
+pub const DEFAULT_LIMIT: u32 = 50;
+
+/// A sale as the API shows it (the guide's Spring entity, camelCase).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VenteJson {
+    pub id: Uuid,
+    #[schema(example = "Riz brisé 50 kg")]
+    pub produit: String,
+    /// Exact amount in FCFA, always written with two decimals.
+    #[schema(value_type = f64, example = 750000.50)]
+    pub montant: Box<RawValue>,
+    pub date_vente: NaiveDate,
+    #[schema(example = "Dakar")]
+    pub region: String,
+    /// Time of the last write, UTC.
+    pub updated_at: DateTime<Utc>,
+    pub deleted: bool,
+}
+
+impl From<&Vente> for VenteJson {
+    fn from(v: &Vente) -> Self {
+        let montant = RawValue::from_string(v.montant.to_string()).unwrap_or_else(|_| Box::<RawValue>::default());
+        Self {
+            id: v.id.0,
+            produit: v.produit.to_string(),
+            montant,
+            date_vente: v.date_vente.get(),
+            region: v.region.to_string(),
+            updated_at: v.updated_at,
+            deleted: v.deleted,
+        }
+    }
+}
+
+/// A sale to create or replace. Unknown fields are refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "documents the body; the handlers read it member by member (exact amounts)")]
+pub struct VenteInput {
+    /// Optional on create: makes the request idempotent. On replace, must equal the path id.
+    pub id: Option<Uuid>,
+    /// Trimmed, 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200, example = "Riz brisé 50 kg")]
+    pub produit: String,
+    /// Amount in FCFA: greater than 0, at most 2 decimals, below 10^10. A JSON number or a string.
+    #[schema(schema_with = montant_input_schema)]
+    pub montant: String,
+    /// Calendar date of the sale, at most one day in the future.
+    pub date_vente: NaiveDate,
+    /// A configured region, matched ignoring case, accents and punctuation (`saint louis`).
+    #[schema(example = "Dakar")]
+    pub region: String,
+}
+
+fn montant_input_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Number).exclusive_minimum(Some(0.0)).maximum(Some(9_999_999_999.99)))
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^\s*\+?[0-9]{1,10}(\.[0-9]{1,2})?\s*$")))
+        .description(Some("Montant en FCFA (nombre ou chaîne décimale)"))
+        .examples([serde_json::json!(750000.50), serde_json::json!("1500")])
+        .build()
+        .into()
+}
+
+/// One page of sales.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VentePage {
+    pub items: Vec<VenteJson>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Listing filters. Every parameter is optional.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only sales of this region.
+    pub region: Option<String>,
+    /// Product name contains this text (case and accents ignored).
+    pub q: Option<String>,
+    /// Sales dated on or after this day (YYYY-MM-DD).
+    #[param(value_type = Option<NaiveDate>)]
+    pub from: Option<String>,
+    /// Sales dated on or before this day (YYYY-MM-DD).
+    #[param(value_type = Option<NaiveDate>)]
+    pub to: Option<String>,
+}
+
+/// The `ETag` of a sale: its version, which changes with every write.
+pub fn etag(vente: &Vente) -> String {
+    format!("\"{}\"", vente.version)
+}
+
+fn with_etag(vente: &Vente, status: StatusCode, location: bool) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&etag(vente)) {
+        headers.insert(ETAG, value);
+    }
+    if location {
+        if let Ok(value) = HeaderValue::from_str(&format!("/api/ventes/{}", vente.id)) {
+            headers.insert(LOCATION, value);
+        }
+    }
+    (status, headers, Json(VenteJson::from(vente))).into_response()
+}
+
+impl ListParams {
+    fn into_query(self, state: &AppState) -> Result<ListQuery, ApiError> {
+        let mut errors = Vec::new();
+        let limit = match self.limit.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    errors.push(FieldError::new("limit", format!("doit être un entier de 1 à {MAX_LIMIT}")));
+                    DEFAULT_LIMIT
+                }
+            },
+        };
+        let after = match self.cursor.as_deref().filter(|c| !c.trim().is_empty()) {
+            None => None,
+            Some(text) => Some(Cursor::decode(text).ok_or_else(|| ApiError::Malformed("curseur de pagination invalide".into()))?),
+        };
+        let region = self.region.as_deref().filter(|r| !r.trim().is_empty()).and_then(|text| {
+            let found = state.ventes.regions().resolve(text).cloned();
+            if found.is_none() {
+                errors.push(FieldError::new(
+                    "region",
+                    format!("région inconnue ; régions possibles : {}", state.ventes.regions().describe()),
+                ));
+            }
+            found
+        });
+        let mut date = |name: &str, value: Option<String>| {
+            let text = value.filter(|t| !t.trim().is_empty())?;
+            NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .map_err(|_| errors.push(FieldError::new(name, "date au format AAAA-MM-JJ attendue")))
+                .ok()
+        };
+        let (from, to) = (date("from", self.from), date("to", self.to));
+        let q = self.q.map(|t| fold(t.trim())).filter(|t| !t.is_empty());
+        if q.as_ref().is_some_and(|t| t.chars().count() > 200) {
+            errors.push(FieldError::new("q", "200 caractères au plus"));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid(errors));
+        }
+        Ok(ListQuery { region, q, from, to, limit, after })
+    }
+}
+
+/// Reads a sale body: the four fields (and an optional `id`), every error named.
+fn read_vente(state: &AppState, body: &JsonObject) -> Result<(Option<VenteId>, NewVente), ApiError> {
+    let mut errors = body.unknown_fields(&["id", "produit", "montant", "dateVente", "region", "updatedAt", "deleted"]);
+    let mut texts: [Option<String>; 4] = Default::default();
+    for (slot, name) in texts.iter_mut().zip(["produit", "montant", "dateVente", "region"]) {
+        match body.member(name) {
+            Member::Absent | Member::Null => {}
+            Member::Text(text) => *slot = Some(text),
+            Member::Number(text) if name == "montant" => *slot = Some(text.to_owned()),
+            Member::Number(_) | Member::Other => errors.push(FieldError::new(name, "doit être une chaîne de caractères")),
+        }
+    }
+    if !matches!(body.member("montant"), Member::Absent | Member::Null | Member::Text(_) | Member::Number(_)) {
+        errors.retain(|e| e.field != "montant");
+        errors.push(FieldError::new("montant", "doit être un nombre ou une chaîne décimale"));
+    }
+    let id = match body.member("id") {
+        Member::Absent | Member::Null => None,
+        Member::Text(text) => match text.parse::<VenteId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.push(FieldError::new("id", format!("« {} » n'est pas un UUID", truncate(&text, 64))));
+                None
+            }
+        },
+        _ => {
+            errors.push(FieldError::new("id", "doit être un UUID en chaîne"));
+            None
+        }
+    };
+    let [produit, montant, date_vente, region] = &texts;
+    let fields = VenteFields {
+        produit: produit.as_deref(),
+        montant: montant.as_deref(),
+        date_vente: date_vente.as_deref(),
+        region: region.as_deref(),
+    };
+    let parsed = NewVente::parse(&fields, state.ventes.regions(), state.ventes.today());
+    let all_fields_reported = |mut found: Vec<FieldError>| {
+        found.extend(errors.iter().cloned());
+        found.sort_by(|a, b| a.field.cmp(&b.field));
+        found.dedup_by(|a, b| a.field == b.field);
+        ApiError::Invalid(found)
+    };
+    match parsed {
+        Ok(vente) if errors.is_empty() => Ok((id, vente)),
+        Ok(_) => Err(all_fields_reported(Vec::new())),
+        Err(found) => Err(all_fields_reported(found)),
+    }
+}
+
+/// Lists live sales, newest write first.
+#[utoipa::path(get, path = "/api/ventes", tag = "ventes", params(ListParams),
+    responses(
+        (status = 200, description = "Une page de ventes", body = VentePage),
+        (status = 400, description = "Curseur ou requête mal formés", body = ErrorBody),
+        (status = 422, description = "Filtre invalide", body = ErrorBody),
+        (status = 503, description = "Aucune région joignable", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<VentePage>, ApiError> {
+    let query = params.into_query(&state)?;
+    let page = state.ventes.list(&query).await?;
+    Ok(Json(VentePage { items: page.items.iter().map(VenteJson::from).collect(), next_cursor: page.next.map(|c| c.encode()) }))
+}
+
+/// Records a sale in its region's database (or another reachable one if it is down).
+#[utoipa::path(post, path = "/api/ventes", tag = "ventes", request_body = VenteInput,
+    responses(
+        (status = 201, description = "Vente créée (ou rejouée à l'identique)", body = VenteJson,
+            headers(("Location" = String, description = "Adresse de la vente"), ("ETag" = String, description = "Version"))),
+        (status = 400, description = "JSON mal formé", body = ErrorBody),
+        (status = 409, description = "Identifiant déjà pris par une autre vente", body = ErrorBody),
+        (status = 413, description = "Corps trop grand (64 Kio)", body = ErrorBody),
+        (status = 415, description = "Corps non JSON", body = ErrorBody),
+        (status = 422, description = "Champ invalide", body = ErrorBody),
+        (status = 503, description = "Aucune région joignable", body = ErrorBody),
+    ))]
+pub async fn create(State(state): State<AppState>, body: JsonObject) -> Result<Response, ApiError> {
+    let (id, vente) = read_vente(&state, &body)?;
+    let created = state.ventes.create(id, vente).await?;
+    Ok(with_etag(&created.vente, StatusCode::CREATED, true))
+}
+
+/// One live sale.
+#[utoipa::path(get, path = "/api/ventes/{id}", tag = "ventes", params(("id" = Uuid, Path, description = "Identifiant")),
+    responses(
+        (status = 200, description = "La vente", body = VenteJson, headers(("ETag" = String, description = "Version"))),
+        (status = 400, description = "Identifiant invalide", body = ErrorBody),
+        (status = 404, description = "Vente introuvable ou supprimée", body = ErrorBody),
+        (status = 503, description = "Aucune région joignable", body = ErrorBody),
+    ))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let vente = state.ventes.get(parse_id(&id)?).await?;
+    Ok(with_etag(&vente, StatusCode::OK, false))
+}
+
+/// Replaces a live sale's content. Honours `If-Match`.
+#[utoipa::path(put, path = "/api/ventes/{id}", tag = "ventes", request_body = VenteInput,
+    params(("id" = Uuid, Path, description = "Identifiant"),
+           ("If-Match" = Option<String>, Header, description = "ETag attendu (sinon 412)")),
+    responses(
+        (status = 200, description = "Vente modifiée", body = VenteJson, headers(("ETag" = String, description = "Version"))),
+        (status = 400, description = "Identifiant ou JSON mal formé", body = ErrorBody),
+        (status = 404, description = "Vente introuvable ou supprimée", body = ErrorBody),
+        (status = 412, description = "If-Match ne correspond pas", body = ErrorBody),
+        (status = 413, description = "Corps trop grand (64 Kio)", body = ErrorBody),
+        (status = 415, description = "Corps non JSON", body = ErrorBody),
+        (status = 422, description = "Champ invalide", body = ErrorBody),
+        (status = 503, description = "Aucune région joignable", body = ErrorBody),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    IfMatch(expect): IfMatch,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let (body_id, vente) = read_vente(&state, &body)?;
+    if body_id.is_some_and(|b| b != id) {
+        return Err(ApiError::invalid("id", "diffère de l'identifiant de l'adresse"));
+    }
+    let vente = state.ventes.update(id, vente, expect).await?;
+    Ok(with_etag(&vente, StatusCode::OK, false))
+}
+
+/// Deletes a sale (a tombstone that replicates). Honours `If-Match`.
+#[utoipa::path(delete, path = "/api/ventes/{id}", tag = "ventes",
+    params(("id" = Uuid, Path, description = "Identifiant"),
+           ("If-Match" = Option<String>, Header, description = "ETag attendu (sinon 412)")),
+    responses(
+        (status = 204, description = "Vente supprimée"),
+        (status = 400, description = "Identifiant invalide", body = ErrorBody),
+        (status = 404, description = "Vente introuvable ou déjà supprimée", body = ErrorBody),
+        (status = 412, description = "If-Match ne correspond pas", body = ErrorBody),
+        (status = 503, description = "Aucune région joignable", body = ErrorBody),
+    ))]
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, IfMatch(expect): IfMatch) -> Result<StatusCode, ApiError> {
+    state.ventes.delete(parse_id(&id)?, expect).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

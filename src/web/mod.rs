@@ -1,0 +1,73 @@
+//! HTTP: the router, its shared state and layers. Owns: routes, body and time limits, JSON
+//! fallbacks for unknown routes and methods. Leaves: handlers (api.rs), errors (error.rs).
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::ventes::Ventes;
+use error::ApiError;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub ventes: Arc<Ventes>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/ventes", get(api::list).post(api::create).fallback(method_not_allowed))
+        .route("/api/ventes/{id}", get(api::get).put(api::update).delete(api::delete).fallback(method_not_allowed))
+        .route("/api/openapi.json", get(openapi::serve).fallback(method_not_allowed))
+        .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route("/readyz", get(readyz).fallback(method_not_allowed))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("panic".into()).into_response()))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("adresse inconnue".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "monitoring", responses((status = 200, description = "Processus vivant", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// At least one region answers (migrations ran at start-up).
+#[utoipa::path(get, path = "/readyz", tag = "monitoring",
+    responses((status = 200, description = "Au moins une région joignable", body = String),
+              (status = 503, description = "Aucune région joignable", body = error::ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, &'static str), ApiError> {
+    let pings = futures::future::join_all(state.ventes.stores().iter().map(|s| s.ping())).await;
+    if pings.iter().any(Result::is_ok) {
+        Ok((StatusCode::OK, "ready"))
+    } else {
+        Err(ApiError::Unavailable("aucune région n'est joignable".into()))
+    }
+}
