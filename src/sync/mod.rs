@@ -1,3 +1,4 @@
-//! Replication. Owns: versions and the clock (clock.rs).
+//! Replication. Owns: versions and the clock (clock.rs), round reports (report.rs).
 
 pub mod clock;
+pub mod report;
