@@ -29,6 +29,19 @@ pub enum VenteError {
     Store(StoreError),
 }
 
+/// Which kind of client write happened (the guide's CRUD counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// Told of every client write once it is committed (counters, cache, the sync scheduler).
+pub trait WriteListener: Send + Sync {
+    fn written(&self, kind: WriteKind, vente: &Vente);
+}
+
 /// A created sale, and whether this call wrote it or replayed an identical earlier create.
 pub struct Created {
     pub vente: Vente,
@@ -40,13 +53,26 @@ pub struct Ventes {
     regions: Regions,
     stores: Vec<Arc<dyn Store>>,
     clock: WallClock,
+    listeners: Vec<Arc<dyn WriteListener>>,
 }
 
 impl Ventes {
     /// `stores` are in configuration order; the first reachable one serves lists.
     pub fn new(stores: Vec<Arc<dyn Store>>, clock: WallClock) -> Self {
         let regions = Regions::new(stores.iter().map(|s| s.region().clone()).collect());
-        Self { regions, stores, clock }
+        Self { regions, stores, clock, listeners: Vec::new() }
+    }
+
+    /// Adds a listener told of every committed client write.
+    pub fn with_listener(mut self, listener: Arc<dyn WriteListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    fn notify(&self, kind: WriteKind, vente: &Vente) {
+        for listener in &self.listeners {
+            listener.written(kind, vente);
+        }
     }
 
     pub fn regions(&self) -> &Regions {
@@ -103,7 +129,10 @@ impl Ventes {
         let home = vente.region.clone();
         let write = LocalWrite::Create { id: id.unwrap_or_else(VenteId::generate), vente };
         match self.write(&home, &write).await? {
-            WriteOutcome::Written(vente) => Ok(Created { vente, replayed: false }),
+            WriteOutcome::Written(vente) => {
+                self.notify(WriteKind::Created, &vente);
+                Ok(Created { vente, replayed: false })
+            }
             WriteOutcome::Unchanged(vente) => Ok(Created { vente, replayed: true }),
             WriteOutcome::IdTaken(vente) => Err(VenteError::IdTaken(Box::new(vente))),
             WriteOutcome::NotFound | WriteOutcome::PreconditionFailed(_) => Err(VenteError::NotFound),
@@ -112,12 +141,16 @@ impl Ventes {
 
     pub async fn update(&self, id: VenteId, vente: NewVente, expect: Expect) -> Result<Vente, VenteError> {
         let home = vente.region.clone();
-        self.change(&home, &LocalWrite::Update { id, vente, expect }).await
+        let vente = self.change(&home, &LocalWrite::Update { id, vente, expect }).await?;
+        self.notify(WriteKind::Updated, &vente);
+        Ok(vente)
     }
 
     pub async fn delete(&self, id: VenteId, expect: Expect) -> Result<Vente, VenteError> {
         let current = self.get(id).await?;
-        self.change(&current.region, &LocalWrite::Delete { id, expect }).await
+        let vente = self.change(&current.region, &LocalWrite::Delete { id, expect }).await?;
+        self.notify(WriteKind::Deleted, &vente);
+        Ok(vente)
     }
 
     /// An update or delete. If the home region does not hold the sale yet (it was written
@@ -183,6 +216,9 @@ impl Ventes {
             }
             let Some((region, ventes)) = done else { return Err(VenteError::NoRegionReachable(failures)) };
             self.push_many(&region, &ventes).await;
+            for vente in &ventes {
+                self.notify(WriteKind::Created, vente);
+            }
             written += ventes.len();
         }
         Ok(written)

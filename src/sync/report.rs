@@ -71,8 +71,7 @@ impl RoundReport {
 
     /// The guide's one-line error for the history: which regions failed and why; `None` on success.
     pub fn error_summary(&self) -> Option<String> {
-        let failed: Vec<String> =
-            self.regions.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{} : {e}", r.region))).collect();
+        let failed: Vec<String> = self.regions.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{} : {e}", r.region))).collect();
         if failed.is_empty() { None } else { Some(failed.join(" ; ")) }
     }
 

@@ -216,6 +216,29 @@ impl PgCluster {
         }
     }
 
+    /// For a cluster kept in a `static` (whose `Drop` never runs): a small watcher process stops
+    /// the server and removes its directory once this process has exited, however it ends.
+    pub fn stop_when_process_exits(&self) -> Result<(), PgClusterError> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let as_user = self.runuser.as_ref().map(|r| format!("{} -u {PG_USER} -- ", r.display())).unwrap_or_default();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {as_user}'{pg_ctl}' stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            pg_ctl = pg_ctl.display(),
+            data = self.data_dir().display(),
+            dir = self.dir.display(),
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(drop)
+            .map_err(PgClusterError::io("starting the cluster's exit watcher"))
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }

@@ -1,0 +1,125 @@
+//! Spawning the real application over real databases, and talking to it like a client.
+
+use std::sync::{Arc, OnceLock};
+
+use dsms::app::App;
+use dsms::config::{Config, DatabaseUrl};
+use dsms::testkit::pg::PgCluster;
+use dsms::ventes::Ventes;
+use serde_json::{Value, json};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Which databases the regions of a test app live in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backends {
+    Sqlite,
+    Postgres,
+    /// Dakar in PostgreSQL, the others in SQLite.
+    Mixed,
+}
+
+pub const ALL_BACKENDS: [Backends; 3] = [Backends::Sqlite, Backends::Postgres, Backends::Mixed];
+
+/// The PostgreSQL cluster shared by this test binary (one per process; databases are per test).
+/// `None` (after a loud SKIP line) when PostgreSQL is missing and `DSMS_REQUIRE_PG` is unset.
+pub fn pg() -> Option<&'static PgCluster> {
+    static CLUSTER: OnceLock<Option<PgCluster>> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| {
+            if PgCluster::bin_dir().is_none() {
+                if std::env::var("DSMS_REQUIRE_PG").is_ok_and(|v| v == "1") {
+                    panic!("DSMS_REQUIRE_PG=1 but PostgreSQL is not installed (apt-get install postgresql)");
+                }
+                eprintln!(
+                    "\n*** SKIP: PostgreSQL not installed; PostgreSQL tests do not run (set DSMS_REQUIRE_PG=1 to fail instead) ***\n"
+                );
+                return None;
+            }
+            let cluster = PgCluster::start().expect("start a private PostgreSQL cluster");
+            cluster.stop_when_process_exits().expect("exit watcher");
+            Some(cluster)
+        })
+        .as_ref()
+}
+
+/// A fresh, empty database on the shared cluster.
+pub fn pg_database() -> Option<String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cluster = pg()?;
+    let name = format!("t{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    Some(cluster.create_database(&name).expect("create database"))
+}
+
+/// The three default regions on the given backends, in a temp dir, listening on a free port.
+/// `None` when the backends need PostgreSQL and it is skipped.
+pub fn config_for(backends: Backends, dir: &std::path::Path) -> Option<Config> {
+    let sqlite = |slug: &str| DatabaseUrl::Sqlite(dir.join(format!("{slug}.db")));
+    let postgres = || pg_database().map(DatabaseUrl::Postgres);
+    let urls = match backends {
+        Backends::Sqlite => vec![sqlite("dakar"), sqlite("thies"), sqlite("saint-louis")],
+        Backends::Postgres => vec![postgres()?, postgres()?, postgres()?],
+        Backends::Mixed => vec![postgres()?, sqlite("thies"), sqlite("saint-louis")],
+    };
+    let mut config = Config::with_regions(["Dakar", "Thies", "Saint-Louis"].into_iter().zip(urls).collect());
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.sync_interval = None;
+    Some(config)
+}
+
+/// A running server and a client for it; stopped when dropped.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub ventes: Arc<Ventes>,
+    pub config: Config,
+    _dir: tempfile::TempDir,
+    _stop: DropGuard,
+}
+
+pub async fn spawn_app(backends: Backends) -> Option<TestApp> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(backends, dir.path())?;
+    Some(spawn_app_in(config, dir).await)
+}
+
+/// Starts the real application with `config`; `dir` lives as long as the app.
+pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
+    let app = App::build(config.clone()).await.expect("build the app");
+    let base = format!("http://{}", app.local_addr());
+    let ventes = app.ventes();
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
+    TestApp { base, http: reqwest::Client::new(), ventes, config, _dir: dir, _stop: stop.drop_guard() }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    /// POSTs a sale, asserts 201, returns its JSON.
+    pub async fn create_vente(&self, region: &str, produit: &str, montant: &str) -> Value {
+        let body = json!({"produit": produit, "montant": montant, "dateVente": "2026-01-15", "region": region});
+        let response = self.post_json("/api/ventes", &body).await;
+        assert_eq!(response.status(), 201, "create {body}");
+        let text = response.text().await.unwrap();
+        let mut vente: Value = serde_json::from_str(&text).unwrap();
+        vente["montantText"] = Value::String(montant_text(&text));
+        vente
+    }
+}
+
+/// The `montant` of a JSON answer exactly as written on the wire (a float parse would lose `.50`).
+pub fn montant_text(body: &str) -> String {
+    let start = body.find("\"montant\":").expect("montant in body") + "\"montant\":".len();
+    body[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect()
+}
