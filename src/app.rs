@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::store::{self, Limits, Store, StoreError};
 use crate::sync::clock::{WallClock, system_clock};
+use crate::sync::engine::{Engine, EngineOptions};
+use crate::sync::scheduler::Scheduler;
 use crate::ventes::Ventes;
 use crate::web::{self, AppState};
 
@@ -71,9 +73,11 @@ impl App {
     pub async fn build_with_clock(config: Config, clock: WallClock) -> Result<Self, AppError> {
         let stores = open_stores(&config).await?;
         let pending_migrations = migrate_all(&stores).await?;
-        let ventes = Arc::new(Ventes::new(stores, clock));
+        let engine = Engine::new(stores.clone(), EngineOptions::default());
+        let scheduler = Arc::new(Scheduler::new(engine, config.sync_interval, config.sync_on_write));
+        let ventes = Arc::new(Ventes::new(stores, clock).with_listener(scheduler.clone()));
         let listener = TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
-        Ok(Self { listener, state: AppState { ventes }, pending_migrations })
+        Ok(Self { listener, state: AppState { ventes, scheduler }, pending_migrations })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -84,12 +88,29 @@ impl App {
         self.state.ventes.clone()
     }
 
+    pub fn scheduler(&self) -> Arc<Scheduler> {
+        self.state.scheduler.clone()
+    }
+
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Background work (sync rounds, migration retries) stops with the server; a round in
+    /// progress is abandoned between batches, each of which is its own transaction.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let stop = tokio_util::sync::CancellationToken::new();
         let retry = tokio::spawn(retry_migrations(self.pending_migrations));
+        let rounds = tokio::spawn(self.state.scheduler.clone().run(stop.clone()));
         let router = web::router(self.state);
-        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.map_err(AppError::Serve);
+        let stopping = stop.clone();
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stopping.cancel();
+            })
+            .await
+            .map_err(AppError::Serve);
+        stop.cancel();
         retry.abort();
+        let _ = rounds.await;
         served
     }
 }

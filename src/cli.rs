@@ -26,6 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the web server and API (the default command).
     Serve,
+    /// Run one sync round between all regions and print a per-region report
+    /// (exit 0 all synced, 2 partial: some regions unreachable, 1 failed).
+    Sync,
+    /// Compare all regions row by row (streaming, in id order) and list divergent ids (exit 1 if any).
+    Verify {
+        /// List at most this many ids (the count is always exact).
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
     /// Create or upgrade every region's tables (idempotent; also done by `serve`).
     Migrate,
     /// Insert realistic demo sales, spread over the regions.
@@ -75,6 +84,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
+        Command::Sync => sync(&config).await,
+        Command::Verify { max } => verify(&config, max).await,
         Command::Seed { count } => crate::seed::run(&config, count).await,
         Command::Export { output, region, include_deleted } => crate::csvio::export_cmd(&config, output, region, include_deleted).await,
         Command::Import { input } => crate::csvio::import_cmd(&config, input).await,
@@ -113,4 +124,29 @@ async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
         println!("{:<16} {}", store.region().as_str(), if done { "à jour" } else { "INJOIGNABLE" });
     }
     Ok(if pending.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+async fn sync(config: &Config) -> anyhow::Result<ExitCode> {
+    use crate::sync::engine::{Engine, EngineOptions};
+    let stores = app::open_stores(config).await?;
+    app::migrate_all(&stores).await?;
+    let report = Engine::new(stores, EngineOptions::default()).round().await;
+    println!("synchronisation : {:?} en {} ms, {} conflit(s)", report.status, report.duration.as_millis(), report.conflicts);
+    for region in &report.regions {
+        match &region.error {
+            None => println!("  {:<16} OK       {:>8} ligne(s) appliquée(s)", region.region.as_str(), region.rows_applied),
+            Some(error) => println!("  {:<16} ÉCHEC    {error}", region.region.as_str()),
+        }
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+async fn verify(config: &Config, max: usize) -> anyhow::Result<ExitCode> {
+    let stores = app::open_stores(config).await?;
+    let (report, divergent) = crate::sync::verify::verify(&stores, max).await?;
+    for id in &report.divergent {
+        println!("{id}");
+    }
+    eprintln!("{} identifiant(s) comparé(s) sur {} régions, {divergent} divergent(s)", report.ids, stores.len());
+    Ok(if divergent == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

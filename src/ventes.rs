@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::domain::{NewVente, RegionName, Regions, Vente, VenteId};
-use crate::store::{Expect, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
+use crate::store::{Batch, Expect, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
 use crate::sync::clock::WallClock;
 
 /// How long a write waits for its immediate push to the other regions; what misses it is
@@ -159,7 +159,8 @@ impl Ventes {
         let mut outcome = self.write(home, write).await?;
         if matches!(outcome, WriteOutcome::NotFound) {
             let newest = self.get(write.id()).await?;
-            join_all(self.stores.iter().map(|s| s.apply(std::slice::from_ref(&newest)))).await;
+            let batch = Batch::push(vec![newest]);
+            join_all(self.stores.iter().map(|s| s.apply(&batch))).await;
             outcome = self.write(home, write).await?;
         }
         match outcome {
@@ -230,8 +231,10 @@ impl Ventes {
 
     async fn push_many(&self, written_in: &RegionName, ventes: &[Vente]) {
         let others = self.stores.iter().filter(|s| s.region() != written_in);
+        let batch = Batch::push(ventes.to_vec());
+        let batch = &batch;
         let pushes = others.map(|s| async move {
-            match tokio::time::timeout(PUSH_TIMEOUT, s.apply(ventes)).await {
+            match tokio::time::timeout(PUSH_TIMEOUT, s.apply(batch)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::debug!(region = %s.region(), error = %e, "propagation immédiate manquée"),
                 Err(_) => tracing::debug!(region = %s.region(), "propagation immédiate trop lente"),

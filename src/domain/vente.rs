@@ -155,6 +155,8 @@ pub struct Vente {
     pub deleted: bool,
     /// The replication order of this row's writes (hybrid logical clock, then origin region).
     pub version: Version,
+    /// What this version's writer had seen of the row's history (tells edits from conflicts).
+    pub seen: crate::sync::merge::Seen,
 }
 
 impl Vente {

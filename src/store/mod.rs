@@ -187,15 +187,72 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError>;
     /// Creates or overwrites many sales as local writes with fresh versions (import, seed).
     async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError>;
-    /// Applies replicated rows: each replaces the stored row only if its version is greater (LWW);
-    /// the clock moves past every version received. Idempotent and order-independent.
-    async fn apply(&self, rows: &[Vente]) -> Result<u64, StoreError>;
+    /// Applies replicated rows in one transaction: each replaces the stored row only if its
+    /// version is greater (`sync::merge::judge`), concurrent losers go to the conflict log, the
+    /// clock moves past every version received, and the source's cursor moves to the batch's end.
+    /// Idempotent and order-independent.
+    async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError>;
+    /// This database's identity (see `Source`).
+    async fn db_id(&self) -> Result<uuid::Uuid, StoreError>;
+    /// How far this database has applied `source`'s feed.
+    async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError>;
+    /// The next changes of this region's feed after `after`, in feed order, at most `limit`.
+    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError>;
+    /// Wakes `wake` whenever another process commits a change to this region (PostgreSQL
+    /// `LISTEN`); returns only on error. Stores without such a signal wait forever.
+    async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
+        let _ = wake;
+        std::future::pending().await
+    }
+    /// The most recent conflicts this database logged, newest first.
+    async fn conflicts(&self, limit: u32) -> Result<Vec<crate::sync::merge::Conflict>, StoreError>;
     /// Every sale ordered by id, after `after`, at most `limit` (export, verify).
     async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError>;
     /// Refreshes planner statistics (after a bulk load, as `pg_restore` does).
     async fn analyze(&self) -> Result<(), StoreError>;
     /// Number of live sales.
     async fn count_live(&self) -> Result<u64, StoreError>;
+}
+
+/// A position in a region's change feed: rows are read in `(pos, id)` order. On PostgreSQL `pos`
+/// is the id of the transaction that wrote the row (read only below the oldest transaction still
+/// running, so a late commit is never skipped); on SQLite a counter advanced under the write lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FeedPosition {
+    pub pos: i64,
+    pub id: uuid::Uuid,
+}
+
+/// A source database: its region and its identity (a recreated database has a new one, so
+/// cursors into its feed start over instead of skipping rows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub region: RegionName,
+    pub db_id: uuid::Uuid,
+}
+
+/// Rows to apply, and where they came from: with a source and an end position, the target moves
+/// its cursor for that source to `end` in the same transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub rows: Vec<Vente>,
+    pub from: Option<(Source, FeedPosition)>,
+}
+
+impl Batch {
+    /// Rows pushed outside the feed (a write copied at once to the other regions).
+    pub fn push(rows: Vec<Vente>) -> Self {
+        Self { rows, from: None }
+    }
+}
+
+/// What an apply did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Rows written (inserted or replaced).
+    pub rows: u64,
+    /// Conflicts newly logged.
+    pub conflicts: u64,
 }
 
 /// Opens (and creates, for SQLite) a region's database. Connection is lazy: a region that is down

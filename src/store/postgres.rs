@@ -10,13 +10,15 @@ use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
-use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente};
-use super::{Backend, Limits, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
-use crate::domain::vente::to_micros;
-use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId, Version};
-use crate::sync::clock::Hlc;
+use std::collections::HashMap;
 
-const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin";
+use super::row::{VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, snapshot, stamp};
+use super::{Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, Source, Store, StoreError, WriteOutcome};
+use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId};
+use crate::sync::clock::Hlc;
+use crate::sync::merge::Conflict;
+
+const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
 
 pub struct PgStore {
     region: RegionName,
@@ -75,6 +77,7 @@ impl PgStore {
             deleted: row.try_get("deleted").map_err(&err)?,
             hlc: row.try_get("hlc").map_err(&err)?,
             origin: row.try_get("origin").map_err(&err)?,
+            seen: row.try_get("seen").map_err(&err)?,
         }
         .into_vente(&self.region)
     }
@@ -88,7 +91,7 @@ impl PgStore {
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut dates, mut regions, mut times, mut deleted) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut hlcs, mut origins) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut hlcs, mut origins, mut seens) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         for v in rows {
             ids.push(v.id.0);
             produits.push(v.produit.as_str());
@@ -100,16 +103,17 @@ impl PgStore {
             deleted.push(v.deleted);
             hlcs.push(v.version.hlc.0);
             origins.push(v.version.origin.as_str());
+            seens.push(v.seen.encode());
         }
         let condition = if only_if_newer { "WHERE (EXCLUDED.hlc, EXCLUDED.origin) > (vente.hlc, vente.origin)" } else { "" };
         let sql = format!(
-            "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin) \
+            "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen) \
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::text[], \
-                                  $7::timestamptz[], $8::bool[], $9::int8[], $10::text[]) \
+                                  $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[]) \
              ON CONFLICT (id) DO UPDATE SET produit = EXCLUDED.produit, produit_norm = EXCLUDED.produit_norm, \
                montant = EXCLUDED.montant, date_vente = EXCLUDED.date_vente, region = EXCLUDED.region, \
                updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted, hlc = EXCLUDED.hlc, \
-               origin = EXCLUDED.origin, txid = pg_current_xact_id() {condition}"
+               origin = EXCLUDED.origin, seen = EXCLUDED.seen, txid = pg_current_xact_id() {condition}"
         );
         let done = sqlx::query(&sql)
             .bind(&ids)
@@ -122,6 +126,7 @@ impl PgStore {
             .bind(&deleted)
             .bind(&hlcs)
             .bind(&origins)
+            .bind(&seens)
             .execute(&mut *conn)
             .await?;
         Ok(done.rows_affected())
@@ -138,6 +143,18 @@ impl PgStore {
             .fetch_one(&mut *conn)
             .await?;
         Ok(hlc)
+    }
+
+    /// The stored rows among `ids`, by id, locked until the transaction ends (in id order, so
+    /// concurrent applies never deadlock).
+    async fn get_many(&self, conn: &mut PgConnection, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        rows.iter().map(|r| self.vente(r).map(|v| (v.id, v))).collect()
     }
 
     async fn get_in(&self, conn: &mut PgConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
@@ -216,9 +233,10 @@ impl Store for PgStore {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
             let current = self.get_in(&mut tx, write.id()).await?;
+            let base = current.as_ref().map(|c| c.seen.clone());
             let outcome = decide(write, current);
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
-            let vente = Vente { version: Version { hlc: Hlc(hlc), origin: self.region.clone() }, updated_at: to_micros(now), ..planned };
+            let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
             Self::upsert(&mut tx, std::slice::from_ref(&vente), false).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(WriteOutcome::Written(vente))
@@ -233,10 +251,12 @@ impl Store for PgStore {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
+            let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
+            let stored = self.get_many(&mut tx, &ids).await?;
             let ventes: Vec<Vente> = rows
                 .iter()
                 .zip(first_of(last, rows.len())..)
-                .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc))
+                .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc, stored.get(id).map(|v| &v.seen)))
                 .collect();
             Self::upsert(&mut tx, &dedupe_by_id(&ventes), false).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
@@ -245,14 +265,133 @@ impl Store for PgStore {
         .await
     }
 
-    async fn apply(&self, rows: &[Vente]) -> Result<u64, StoreError> {
-        let Some(max_hlc) = rows.iter().map(|v| v.version.hlc.0).max() else { return Ok(0) };
+    async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         self.bounded(async {
+            let rows = dedupe_by_id(&batch.rows);
             let mut tx = self.pool.begin().await.map_err(self.err())?;
+            // Our own applies do not wake listeners: they would only start rounds for echoes.
+            sqlx::query("SELECT set_config('dsms.applying', 'on', true)").execute(&mut *tx).await.map_err(self.err())?;
+            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
             sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *tx).await.map_err(self.err())?;
-            let applied = Self::upsert(&mut tx, &dedupe_by_id(rows), true).await.map_err(self.err())?;
+            let ids: Vec<VenteId> = rows.iter().map(|v| v.id).collect();
+            let stored = self.get_many(&mut tx, &ids).await?;
+            let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
+            let written = if writes.is_empty() { 0 } else { Self::upsert(&mut tx, &writes, true).await.map_err(self.err())? };
+            let mut logged = 0;
+            for c in &conflicts {
+                logged += sqlx::query(
+                    "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                )
+                .bind(c.loser.id.0)
+                .bind(c.loser.version.hlc.0)
+                .bind(c.loser.version.origin.as_str())
+                .bind(c.winner.version.hlc.0)
+                .bind(c.winner.version.origin.as_str())
+                .bind(snapshot(&c.loser))
+                .bind(snapshot(&c.winner))
+                .bind(c.detected_in.as_str())
+                .bind(c.detected_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err())?
+                .rows_affected();
+            }
+            if let Some((source, end)) = &batch.from {
+                sqlx::query(
+                    "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES ($1, $2, $3, $4, now()) \
+                     ON CONFLICT (source, source_db) DO UPDATE SET pos = EXCLUDED.pos, id = EXCLUDED.id, updated_at = now() \
+                     WHERE (dsms_cursor.pos, dsms_cursor.id) < (EXCLUDED.pos, EXCLUDED.id)",
+                )
+                .bind(source.region.as_str())
+                .bind(source.db_id)
+                .bind(end.pos)
+                .bind(end.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err())?;
+            }
             tx.commit().await.map_err(self.err())?;
-            Ok(applied)
+            Ok(Applied { rows: written, conflicts: logged })
+        })
+        .await
+    }
+
+    async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
+        self.bounded(async {
+            let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT db_id FROM dsms_meta").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
+        self.bounded(async {
+            let row: Option<(i64, uuid::Uuid)> = sqlx::query_as("SELECT pos, id FROM dsms_cursor WHERE source = $1 AND source_db = $2")
+                .bind(source.region.as_str())
+                .bind(source.db_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.err())?;
+            Ok(row.map(|(pos, id)| FeedPosition { pos, id }).unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+        self.bounded(async {
+            // Only below the oldest transaction still running: every transaction with a smaller
+            // id has ended, and any later one gets a larger id, so nothing can appear behind us.
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS}, txid::text::int8 AS pos FROM vente \
+                 WHERE (txid, id) > ($1::text::xid8, $2) AND txid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+                 ORDER BY txid, id LIMIT $3"
+            ))
+            .bind(after.pos.to_string())
+            .bind(after.id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err())?;
+            rows.iter()
+                .map(|row| {
+                    let vente = self.vente(row)?;
+                    let pos: i64 = row.try_get("pos").map_err(self.err())?;
+                    Ok((FeedPosition { pos, id: vente.id.0 }, vente))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(self.err())?;
+        listener.listen("dsms_vente").await.map_err(self.err())?;
+        loop {
+            listener.recv().await.map_err(self.err())?;
+            wake.notify_one();
+        }
+    }
+
+    async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(uuid::Uuid, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT vente_id, loser, winner, detected_in, detected_at FROM dsms_conflict ORDER BY detected_at DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err())?;
+            rows.into_iter()
+                .map(|(id, loser, winner, detected_in, detected_at)| {
+                    Ok(Conflict {
+                        loser: from_snapshot(id, &loser, &self.region)?,
+                        winner: from_snapshot(id, &winner, &self.region)?,
+                        detected_in: RegionName::new(&detected_in),
+                        detected_at,
+                    })
+                })
+                .collect()
         })
         .await
     }

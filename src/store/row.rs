@@ -7,6 +7,7 @@ use super::{LocalWrite, StoreError, WriteOutcome};
 use crate::domain::vente::DateVente;
 use crate::domain::{Montant, NewVente, Produit, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
+use crate::sync::merge::{Conflict, Seen, judge};
 
 /// The columns both stores share, in the same order as `COLUMNS`.
 pub(crate) struct VenteRow {
@@ -19,6 +20,7 @@ pub(crate) struct VenteRow {
     pub deleted: bool,
     pub hlc: i64,
     pub origin: String,
+    pub seen: String,
 }
 
 impl VenteRow {
@@ -33,6 +35,7 @@ impl VenteRow {
             updated_at: self.updated_at,
             deleted: self.deleted,
             version: Version { hlc: Hlc(self.hlc), origin: RegionName::new(&self.origin) },
+            seen: Seen::decode(&self.seen).ok_or_else(|| corrupt(format!("seen « {} »", self.seen)))?,
         })
     }
 }
@@ -56,9 +59,12 @@ pub(crate) fn first_of(last: i64, n: usize) -> i64 {
     last - i64::try_from(n).unwrap_or(i64::MAX) + 1
 }
 
-/// A local write of `new` as sale `id`, stamped by `region` at `now` with clock value `hlc`.
-pub(crate) fn local_vente(region: &RegionName, id: VenteId, new: &NewVente, now: DateTime<Utc>, hlc: i64) -> Vente {
+/// A local write of `new` as sale `id`, stamped by `region` at `now` with clock value `hlc`, on
+/// top of `base` (what the region held of the row).
+pub(crate) fn local_vente(region: &RegionName, id: VenteId, new: &NewVente, now: DateTime<Utc>, hlc: i64, base: Option<&Seen>) -> Vente {
+    let version = Version { hlc: Hlc(hlc), origin: region.clone() };
     Vente {
+        seen: Seen::after(base, &version),
         id,
         produit: new.produit.clone(),
         montant: new.montant,
@@ -66,14 +72,81 @@ pub(crate) fn local_vente(region: &RegionName, id: VenteId, new: &NewVente, now:
         region: new.region.clone(),
         updated_at: crate::domain::vente::to_micros(now),
         deleted: false,
-        version: Version { hlc: Hlc(hlc), origin: region.clone() },
+        version,
     }
+}
+
+/// Stamps a planned local write with its version (on top of what it replaces) and time.
+pub(crate) fn stamp(planned: Vente, region: &RegionName, now: DateTime<Utc>, hlc: i64, base: Option<&Seen>) -> Vente {
+    let version = Version { hlc: Hlc(hlc), origin: region.clone() };
+    Vente { seen: Seen::after(base, &version), version, updated_at: crate::domain::vente::to_micros(now), ..planned }
+}
+
+/// Judges every incoming row against the stored one: the rows to write, and the conflicts.
+pub(crate) fn plan_apply(
+    incoming: &[Vente],
+    stored: &std::collections::HashMap<VenteId, Vente>,
+    detected_in: &RegionName,
+    now: DateTime<Utc>,
+) -> (Vec<Vente>, Vec<Conflict>) {
+    let mut writes = Vec::new();
+    let mut conflicts = Vec::new();
+    for row in incoming {
+        let current = stored.get(&row.id);
+        let verdict = judge(row, current);
+        if verdict.writes() {
+            writes.push(row.clone());
+        }
+        if let (true, Some(current)) = (verdict.conflict(), current) {
+            let (winner, loser) = if verdict.writes() { (row, current) } else { (current, row) };
+            conflicts.push(Conflict { winner: winner.clone(), loser: loser.clone(), detected_in: detected_in.clone(), detected_at: now });
+        }
+    }
+    writes.sort_by_key(|v| v.id);
+    (writes, conflicts)
+}
+
+/// A row as JSON for the conflict log (the sale's fields and its version).
+pub(crate) fn snapshot(v: &Vente) -> String {
+    serde_json::json!({
+        "produit": v.produit.as_str(),
+        "montant": v.montant.to_string(),
+        "dateVente": v.date_vente.to_string(),
+        "region": v.region.as_str(),
+        "updatedAt": v.updated_at.timestamp_micros(),
+        "deleted": v.deleted,
+        "hlc": v.version.hlc.0,
+        "origin": v.version.origin.as_str(),
+        "seen": v.seen.encode(),
+    })
+    .to_string()
+}
+
+/// Reads back a `snapshot`.
+pub(crate) fn from_snapshot(id: Uuid, text: &str, region: &RegionName) -> Result<Vente, StoreError> {
+    let corrupt = || StoreError::Corrupt { region: region.clone(), message: format!("conflit {id} : instantané illisible") };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| corrupt())?;
+    let text = |key: &str| value[key].as_str().map(str::to_owned).ok_or_else(corrupt);
+    let montant: Montant = text("montant")?.parse().map_err(|_| corrupt())?;
+    VenteRow {
+        id,
+        produit: text("produit")?,
+        montant_cents: montant.cents(),
+        date_vente: NaiveDate::parse_from_str(&text("dateVente")?, "%Y-%m-%d").map_err(|_| corrupt())?,
+        region: text("region")?,
+        updated_at: value["updatedAt"].as_i64().and_then(DateTime::from_timestamp_micros).ok_or_else(corrupt)?,
+        deleted: value["deleted"].as_bool().ok_or_else(corrupt)?,
+        hlc: value["hlc"].as_i64().ok_or_else(corrupt)?,
+        origin: text("origin")?,
+        seen: text("seen")?,
+    }
+    .into_vente(region)
 }
 
 /// What a local write does given the row currently stored (the same rule in both stores).
 /// `Written` carries the planned row; the caller stamps its version and time in the transaction.
 pub(crate) fn decide(write: &LocalWrite, current: Option<Vente>) -> WriteOutcome {
-    let planned = |id: VenteId, new: &NewVente| local_vente(&new.region, id, new, DateTime::<Utc>::MIN_UTC, 0);
+    let planned = |id: VenteId, new: &NewVente| local_vente(&new.region, id, new, DateTime::<Utc>::MIN_UTC, 0, None);
     match (write, current) {
         (LocalWrite::Create { id, vente }, None) => WriteOutcome::Written(planned(*id, vente)),
         (LocalWrite::Create { vente, .. }, Some(current)) if !current.deleted && current.same_content(vente) => {

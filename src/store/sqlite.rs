@@ -10,14 +10,16 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente};
-use super::{Backend, Limits, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
-use crate::domain::vente::to_micros;
-use crate::domain::{NewVente, RegionName, Vente, VenteId, Version};
-use crate::sync::clock::Hlc;
+use std::collections::HashMap;
 
-const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin";
-/// SQLite allows 32766 bound values per statement; 11 per row.
+use super::row::{VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, snapshot, stamp};
+use super::{Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, Source, Store, StoreError, WriteOutcome};
+use crate::domain::{NewVente, RegionName, Vente, VenteId};
+use crate::sync::clock::Hlc;
+use crate::sync::merge::Conflict;
+
+const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
+/// SQLite allows 32766 bound values per statement; 12 per row.
 const ROWS_PER_STATEMENT: usize = 2000;
 
 pub struct SqliteStore {
@@ -74,6 +76,7 @@ impl SqliteStore {
             deleted: row.try_get("deleted").map_err(&err)?,
             hlc: row.try_get("hlc").map_err(&err)?,
             origin: row.try_get("origin").map_err(&err)?,
+            seen: row.try_get("seen").map_err(&err)?,
         }
         .into_vente(&self.region)
     }
@@ -95,6 +98,7 @@ impl SqliteStore {
                     .push_bind(v.deleted)
                     .push_bind(v.version.hlc.0)
                     .push_bind(v.version.origin.as_str())
+                    .push_bind(v.seen.encode())
                     .push_bind(v.produit.search_key())
                     .push_bind(seq);
                 seq += 1;
@@ -103,7 +107,7 @@ impl SqliteStore {
                 " ON CONFLICT (id) DO UPDATE SET produit = excluded.produit, produit_norm = excluded.produit_norm, \
                  montant = excluded.montant, date_vente = excluded.date_vente, region = excluded.region, \
                  updated_at = excluded.updated_at, deleted = excluded.deleted, hlc = excluded.hlc, \
-                 origin = excluded.origin, seq = excluded.seq",
+                 origin = excluded.origin, seen = excluded.seen, seq = excluded.seq",
             );
             if only_if_newer {
                 query.push(" WHERE (excluded.hlc, excluded.origin) > (vente.hlc, vente.origin)");
@@ -122,6 +126,24 @@ impl SqliteStore {
             .bind(wall)
             .fetch_one(&mut *tx)
             .await
+    }
+
+    /// The stored rows among `ids`, by id.
+    async fn get_many(&self, conn: &mut sqlx::SqliteConnection, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE id IN ("));
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.0);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut *conn).await.map_err(self.err())? {
+                let vente = self.vente(&row)?;
+                found.insert(vente.id, vente);
+            }
+        }
+        Ok(found)
     }
 
     async fn get_in(&self, conn: &mut sqlx::SqliteConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
@@ -204,10 +226,11 @@ impl Store for SqliteStore {
         self.bounded(async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
             let current = self.get_in(&mut tx, write.id()).await?;
+            let base = current.as_ref().map(|c| c.seen.clone());
             let outcome = decide(write, current);
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
             let (hlc, seq) = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
-            let vente = Vente { version: Version { hlc: Hlc(hlc), origin: self.region.clone() }, updated_at: to_micros(now), ..planned };
+            let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
             Self::upsert(&mut tx, std::slice::from_ref(&vente), seq, false).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(WriteOutcome::Written(vente))
@@ -221,10 +244,14 @@ impl Store for SqliteStore {
         }
         self.bounded(async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
+            let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
+            let stored = self.get_many(&mut tx, &ids).await?;
             let (last_hlc, last_seq) = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
-            let first = first_of(last_hlc, rows.len());
-            let ventes: Vec<Vente> =
-                rows.iter().zip(first..).map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc)).collect();
+            let ventes: Vec<Vente> = rows
+                .iter()
+                .zip(first_of(last_hlc, rows.len())..)
+                .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc, stored.get(id).map(|v| &v.seen)))
+                .collect();
             Self::upsert(&mut tx, &dedupe_by_id(&ventes), first_of(last_seq, rows.len()), false).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(ventes)
@@ -232,20 +259,124 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn apply(&self, rows: &[Vente]) -> Result<u64, StoreError> {
-        let Some(max_hlc) = rows.iter().map(|v| v.version.hlc.0).max() else { return Ok(0) };
+    async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         self.bounded(async {
+            let rows = dedupe_by_id(&batch.rows);
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
-            let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
+            let ids: Vec<VenteId> = rows.iter().map(|v| v.id).collect();
+            let stored = self.get_many(&mut tx, &ids).await?;
+            let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
+            let n = i64::try_from(writes.len()).unwrap_or(i64::MAX);
             let (last_seq,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc, ?1), seq = seq + ?2 WHERE id = 1 RETURNING seq")
                 .bind(max_hlc)
                 .bind(n)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(self.err())?;
-            let applied = Self::upsert(&mut tx, &dedupe_by_id(rows), first_of(last_seq, rows.len()), true).await.map_err(self.err())?;
+            let written = Self::upsert(&mut tx, &writes, first_of(last_seq, writes.len()), true).await.map_err(self.err())?;
+            let mut logged = 0;
+            for c in &conflicts {
+                logged += sqlx::query(
+                    "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(c.loser.id.0)
+                .bind(c.loser.version.hlc.0)
+                .bind(c.loser.version.origin.as_str())
+                .bind(c.winner.version.hlc.0)
+                .bind(c.winner.version.origin.as_str())
+                .bind(snapshot(&c.loser))
+                .bind(snapshot(&c.winner))
+                .bind(c.detected_in.as_str())
+                .bind(c.detected_at.timestamp_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err())?
+                .rows_affected();
+            }
+            if let Some((source, end)) = &batch.from {
+                sqlx::query(
+                    "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (source, source_db) DO UPDATE SET pos = excluded.pos, id = excluded.id, updated_at = excluded.updated_at \
+                     WHERE (dsms_cursor.pos, dsms_cursor.id) < (excluded.pos, excluded.id)",
+                )
+                .bind(source.region.as_str())
+                .bind(source.db_id)
+                .bind(end.pos)
+                .bind(end.id)
+                .bind(Utc::now().timestamp_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err())?;
+            }
             tx.commit().await.map_err(self.err())?;
-            Ok(applied)
+            Ok(Applied { rows: written, conflicts: logged })
+        })
+        .await
+    }
+
+    async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
+        self.bounded(async {
+            let (id,): (uuid::Uuid,) =
+                sqlx::query_as("SELECT db_id FROM dsms_meta WHERE id = 1").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
+        self.bounded(async {
+            let row: Option<(i64, uuid::Uuid)> = sqlx::query_as("SELECT pos, id FROM dsms_cursor WHERE source = ? AND source_db = ?")
+                .bind(source.region.as_str())
+                .bind(source.db_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.err())?;
+            Ok(row.map(|(pos, id)| FeedPosition { pos, id }).unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+        self.bounded(async {
+            // seq is unique: the id part of the position is not needed here.
+            let rows = sqlx::query(&format!("SELECT {COLUMNS}, seq FROM vente WHERE seq > ? ORDER BY seq LIMIT ?"))
+                .bind(after.pos)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?;
+            rows.iter()
+                .map(|row| {
+                    let vente = self.vente(row)?;
+                    let pos: i64 = row.try_get("seq").map_err(self.err())?;
+                    Ok((FeedPosition { pos, id: vente.id.0 }, vente))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(uuid::Uuid, String, String, String, i64)> = sqlx::query_as(
+                "SELECT vente_id, loser, winner, detected_in, detected_at FROM dsms_conflict ORDER BY detected_at DESC LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err())?;
+            rows.into_iter()
+                .map(|(id, loser, winner, detected_in, at)| {
+                    Ok(Conflict {
+                        loser: from_snapshot(id, &loser, &self.region)?,
+                        winner: from_snapshot(id, &winner, &self.region)?,
+                        detected_in: RegionName::new(&detected_in),
+                        detected_at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                    })
+                })
+                .collect()
         })
         .await
     }

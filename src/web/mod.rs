@@ -5,6 +5,7 @@ pub mod api;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod sync_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -28,12 +29,15 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub ventes: Arc<Ventes>,
+    pub scheduler: Arc<crate::sync::scheduler::Scheduler>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/ventes", get(api::list).post(api::create).fallback(method_not_allowed))
         .route("/api/ventes/{id}", get(api::get).put(api::update).delete(api::delete).fallback(method_not_allowed))
+        .route("/api/sync", post(sync_api::sync_now).fallback(method_not_allowed))
+        .route("/api/conflicts", get(sync_api::conflicts).fallback(method_not_allowed))
         .route("/api/openapi.json", get(openapi::serve).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))

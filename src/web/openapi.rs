@@ -9,9 +9,9 @@ use super::error::ErrorBody;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dsms", description = "Gestion des ventes multi-régions : API JSON"),
-    paths(api::list, api::create, api::get, api::update, api::delete, super::healthz, super::readyz, serve),
+    paths(api::list, api::create, api::get, api::update, api::delete, super::sync_api::sync_now, super::sync_api::conflicts, super::healthz, super::readyz, serve),
     components(schemas(api::VenteJson, api::VenteInput, api::VentePage, ErrorBody)),
-    tags((name = "ventes", description = "Ventes"), (name = "monitoring", description = "Santé et supervision"))
+    tags((name = "ventes", description = "Ventes"), (name = "sync", description = "Réplication entre régions"), (name = "monitoring", description = "Santé et supervision"))
 )]
 pub struct ApiDoc;
 

@@ -1,0 +1,261 @@
+//! One sync round: every reachable region pulls, from every other reachable region, the changes
+//! its cursor has not reached yet, batch by batch. Owns: the round's shape (who syncs with whom,
+//! timeouts, the deadline, partial rounds) and its report. Leaves: the LWW rule (merge.rs), SQL
+//! and cursors (store/), scheduling (scheduler.rs).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::sync::mpsc;
+
+use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
+use crate::store::{Batch, FeedPosition, Source, Store, StoreError};
+
+/// Rows per batch read from a feed and applied in one transaction.
+pub const DEFAULT_BATCH: u32 = 5_000;
+
+#[derive(Clone, Copy, Debug)]
+pub struct EngineOptions {
+    pub batch_size: u32,
+    /// A round stops starting new batches after this; what is left waits for the next round.
+    pub round_deadline: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { batch_size: DEFAULT_BATCH, round_deadline: Duration::from_secs(50) }
+    }
+}
+
+/// The replicator over a fixed set of regions.
+pub struct Engine {
+    stores: Vec<Arc<dyn Store>>,
+    options: EngineOptions,
+}
+
+/// A region reached at the start of a round.
+struct Reached {
+    store: Arc<dyn Store>,
+    source: Source,
+}
+
+impl Engine {
+    pub fn new(stores: Vec<Arc<dyn Store>>, options: EngineOptions) -> Self {
+        Self { stores, options }
+    }
+
+    pub fn stores(&self) -> &[Arc<dyn Store>] {
+        &self.stores
+    }
+
+    /// Runs one round. Never fails as a whole: unreachable regions are reported and skipped, and
+    /// the others sync among themselves.
+    pub async fn round(&self) -> RoundReport {
+        let started_at = chrono::Utc::now();
+        let clock = Instant::now();
+        let deadline = clock + self.options.round_deadline;
+
+        // Who answers? (Each store call is bounded by its connect and statement timeouts.)
+        let probes = join_all(self.stores.iter().map(|store| async move {
+            let began = Instant::now();
+            let answer = store.db_id().await;
+            (answer, began.elapsed())
+        }))
+        .await;
+        let mut regions: Vec<RegionOutcome> = Vec::with_capacity(self.stores.len());
+        let mut reached = Vec::new();
+        for (store, (answer, latency)) in self.stores.iter().zip(probes) {
+            let region = store.region().clone();
+            match answer {
+                Ok(db_id) => {
+                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id } });
+                    regions.push(RegionOutcome { region, error: None, latency: Some(latency), rows_applied: 0, pending: 0 });
+                }
+                Err(e) => {
+                    tracing::warn!(region = %region, error = %e, "région injoignable pour la synchronisation");
+                    regions.push(RegionOutcome { region, error: Some(e.to_string()), latency: None, rows_applied: 0, pending: 0 });
+                }
+            }
+        }
+
+        // Every reachable target pulls from every other reachable source; targets run at once,
+        // each pulling its sources one after another (one writer per target database).
+        let reached = &reached;
+        let per_target = join_all(reached.iter().map(|target| async move {
+            let mut pairs = Vec::new();
+            for source in reached.iter().filter(|s| s.source.region != target.source.region) {
+                pairs.push(self.sync_pair(source, target, deadline).await);
+            }
+            pairs
+        }))
+        .await;
+        let pairs: Vec<PairResult> = per_target.into_iter().flatten().collect();
+
+        let mut conflicts = 0;
+        for pair in &pairs {
+            conflicts += pair.conflicts;
+            if let Some(target) = regions.iter_mut().find(|r| r.region == pair.target) {
+                target.rows_applied += pair.rows_applied;
+            }
+            // A region that failed in the middle of the round counts as failed.
+            if let Some((side, error)) = &pair.error {
+                let culprit = match side {
+                    Side::Source => &pair.source,
+                    Side::Target => &pair.target,
+                };
+                if let Some(region) = regions.iter_mut().find(|r| r.region == *culprit) {
+                    region.error.get_or_insert_with(|| error.clone());
+                }
+            }
+            // Stopped by the deadline: at least one more batch waits in the source's feed.
+            if pair.more {
+                if let Some(source) = regions.iter_mut().find(|r| r.region == pair.source) {
+                    source.pending += u64::from(self.options.batch_size);
+                }
+            }
+        }
+        let failed = regions.iter().filter(|r| !r.reached()).count();
+        let status = match (failed, regions.len() - failed) {
+            (0, _) => RoundStatus::Success,
+            (_, up) if up >= 2 => RoundStatus::Partial,
+            _ => RoundStatus::Failed,
+        };
+        let report = RoundReport {
+            started_at,
+            duration: clock.elapsed(),
+            status,
+            regions,
+            pairs: pairs.into_iter().map(PairResult::into_outcome).collect(),
+            conflicts,
+        };
+        log_round(&report);
+        report
+    }
+
+    /// Moves `source`'s new changes into `target`, streaming: the next batch is read while the
+    /// previous one is applied (a channel of one batch bounds memory).
+    async fn sync_pair(&self, source: &Reached, target: &Reached, deadline: Instant) -> PairResult {
+        let mut result = PairResult::new(&source.source, &target.source);
+        let start = match target.store.cursor(&source.source).await {
+            Ok(position) => position,
+            Err(e) => {
+                result.error = Some((Side::Target, e.to_string()));
+                return result;
+            }
+        };
+        let (sender, mut receiver) = mpsc::channel::<Result<Vec<(FeedPosition, crate::domain::Vente)>, StoreError>>(1);
+        let batch_size = self.options.batch_size;
+        let reader_store = source.store.clone();
+        let reader = async move {
+            let mut after = start;
+            loop {
+                if Instant::now() >= deadline {
+                    return true; // more may remain
+                }
+                let changes = reader_store.changes_since(after, batch_size).await;
+                let (done, last) = match &changes {
+                    Ok(rows) => (rows.len() < batch_size as usize, rows.last().map(|(p, _)| *p)),
+                    Err(_) => (true, None),
+                };
+                let empty = last.is_none();
+                if (!empty || changes.is_err()) && sender.send(changes).await.is_err() {
+                    return false;
+                }
+                match last {
+                    Some(position) if !done => after = position,
+                    _ => return false,
+                }
+            }
+        };
+        let writer = async {
+            while let Some(changes) = receiver.recv().await {
+                let changes = match changes {
+                    Ok(changes) => changes,
+                    Err(e) => {
+                        result.error = Some((Side::Source, e.to_string()));
+                        break;
+                    }
+                };
+                let Some(&(end, _)) = changes.last() else { continue };
+                result.rows_read += changes.len() as u64;
+                // A row stamped by the target itself is already there (or superseded): skip the echo.
+                let rows = changes.into_iter().map(|(_, v)| v).filter(|v| v.version.origin != target.source.region).collect();
+                match target.store.apply(&Batch { rows, from: Some((source.source.clone(), end)) }).await {
+                    Ok(applied) => {
+                        result.rows_applied += applied.rows;
+                        result.conflicts += applied.conflicts;
+                    }
+                    Err(e) => {
+                        result.error = Some((Side::Target, e.to_string()));
+                        break;
+                    }
+                }
+            }
+            drop(receiver);
+        };
+        let (more, ()) = tokio::join!(reader, writer);
+        result.more = more && result.error.is_none();
+        result
+    }
+}
+
+/// Which end of a pair failed.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Source,
+    Target,
+}
+
+/// A pair's result while the round runs.
+struct PairResult {
+    source: crate::domain::RegionName,
+    target: crate::domain::RegionName,
+    rows_read: u64,
+    rows_applied: u64,
+    conflicts: u64,
+    more: bool,
+    error: Option<(Side, String)>,
+}
+
+impl PairResult {
+    fn new(source: &Source, target: &Source) -> Self {
+        Self {
+            source: source.region.clone(),
+            target: target.region.clone(),
+            rows_read: 0,
+            rows_applied: 0,
+            conflicts: 0,
+            more: false,
+            error: None,
+        }
+    }
+
+    fn into_outcome(self) -> PairOutcome {
+        PairOutcome {
+            source: self.source,
+            target: self.target,
+            rows_read: self.rows_read,
+            rows_applied: self.rows_applied,
+            error: self.error.map(|(_, e)| e),
+        }
+    }
+}
+
+fn log_round(report: &RoundReport) {
+    let rows: Vec<String> = report.regions.iter().map(|r| format!("{}={}", r.region, r.rows_applied)).collect();
+    let duration_ms = report.duration.as_millis();
+    match report.status {
+        RoundStatus::Success => {
+            tracing::info!(status = "success", duration_ms, rows = %rows.join(" "), conflicts = report.conflicts, "synchronisation terminée")
+        }
+        _ => tracing::warn!(
+            status = ?report.status,
+            duration_ms,
+            rows = %rows.join(" "),
+            conflicts = report.conflicts,
+            error = report.error_summary().unwrap_or_default(),
+            "synchronisation terminée avec erreurs"
+        ),
+    }
+}

@@ -1,0 +1,102 @@
+//! The replication rule, written once. Owns: what "seen" means (version vectors), which version
+//! wins (LWW), and what counts as a conflict. Both stores call `judge`; the SQL guard they add
+//! (`WHERE (incoming.hlc, incoming.origin) > (stored.hlc, stored.origin)`) must agree with it, and a
+//! property test checks that it does.
+
+use std::collections::BTreeMap;
+
+use super::clock::{Hlc, Version};
+use crate::domain::{RegionName, Vente};
+
+/// What a row version had seen when it was written: for each origin region, the greatest clock
+/// value of that region's writes to this row included in its history. A region's own writes to a
+/// row follow each other there, so one number per region summarises them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen(BTreeMap<RegionName, Hlc>);
+
+impl Seen {
+    /// The history of a write stamped `version` on top of `base` (what its region held).
+    pub fn after(base: Option<&Seen>, version: &Version) -> Self {
+        let mut seen = base.cloned().unwrap_or_default();
+        seen.0.insert(version.origin.clone(), version.hlc);
+        seen
+    }
+
+    /// True when this history includes every write `other` includes.
+    pub fn includes(&self, other: &Seen) -> bool {
+        other.0.iter().all(|(region, hlc)| self.0.get(region).is_some_and(|mine| mine >= hlc))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&RegionName, &Hlc)> {
+        self.0.iter()
+    }
+
+    /// Compact text for storage: `Dakar=123;Thies=456` (names never contain `=` or `;`… but are
+    /// escaped anyway by percent-encoding those two characters and `%`).
+    pub fn encode(&self) -> String {
+        let escape = |s: &str| s.replace('%', "%25").replace('=', "%3D").replace(';', "%3B");
+        self.0.iter().map(|(r, h)| format!("{}={}", escape(r.as_str()), h.0)).collect::<Vec<_>>().join(";")
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let unescape = |s: &str| s.replace("%3B", ";").replace("%3D", "=").replace("%25", "%");
+        let mut seen = BTreeMap::new();
+        for part in text.split(';').filter(|p| !p.is_empty()) {
+            let (region, hlc) = part.rsplit_once('=')?;
+            seen.insert(RegionName::new(&unescape(region)), Hlc(hlc.parse().ok()?));
+        }
+        Some(Self(seen))
+    }
+}
+
+/// What to do with an incoming row version, given the stored one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No stored row: insert.
+    Insert,
+    /// Newer, and its writer had seen the stored version: an ordinary edit.
+    Replace,
+    /// Newer, but its writer had not seen the stored version: replace it and log it as the loser.
+    ReplaceConflict,
+    /// Older, and the stored version's writer had seen it: nothing to do.
+    Stale,
+    /// Older, and never seen by the stored version's writer: keep the stored row, log the incoming
+    /// one as the loser.
+    StaleConflict,
+    /// The same version (an echo or a replay): nothing to do.
+    Same,
+}
+
+impl Verdict {
+    pub fn writes(self) -> bool {
+        matches!(self, Self::Insert | Self::Replace | Self::ReplaceConflict)
+    }
+
+    pub fn conflict(self) -> bool {
+        matches!(self, Self::ReplaceConflict | Self::StaleConflict)
+    }
+}
+
+/// The LWW rule: between two versions of a row the greater wins, whole row, wherever and in
+/// whatever order they meet. A conflict is two versions neither of which had seen the other.
+pub fn judge(incoming: &Vente, stored: Option<&Vente>) -> Verdict {
+    let Some(stored) = stored else { return Verdict::Insert };
+    let concurrent = !incoming.seen.includes(&stored.seen) && !stored.seen.includes(&incoming.seen);
+    match incoming.version.cmp(&stored.version) {
+        std::cmp::Ordering::Equal => Verdict::Same,
+        std::cmp::Ordering::Greater if concurrent => Verdict::ReplaceConflict,
+        std::cmp::Ordering::Greater => Verdict::Replace,
+        std::cmp::Ordering::Less if concurrent => Verdict::StaleConflict,
+        std::cmp::Ordering::Less => Verdict::Stale,
+    }
+}
+
+/// A lost write: the version that was overwritten without its overwriter having seen it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub winner: Vente,
+    pub loser: Vente,
+    /// The region whose database detected it.
+    pub detected_in: RegionName,
+    pub detected_at: chrono::DateTime<chrono::Utc>,
+}

@@ -1,0 +1,106 @@
+//! When rounds run: every `sync_interval`, right after local writes (coalesced: writes during a
+//! round make one more round, not one each), when another process writes into a PostgreSQL
+//! region (LISTEN), and on demand. One round at a time per process. Owns: timing and who hears
+//! about each round. Leaves: the round itself (engine.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::engine::Engine;
+use super::report::RoundReport;
+use crate::domain::Vente;
+use crate::ventes::{WriteKind, WriteListener};
+
+/// Told of every finished round (statistics, caches, metrics).
+pub trait RoundListener: Send + Sync {
+    fn round_done(&self, report: &RoundReport);
+}
+
+pub struct Scheduler {
+    engine: Engine,
+    interval: Option<Duration>,
+    sync_on_write: bool,
+    wake: Notify,
+    running: Mutex<()>,
+    listeners: std::sync::RwLock<Vec<Arc<dyn RoundListener>>>,
+}
+
+impl Scheduler {
+    pub fn new(engine: Engine, interval: Option<Duration>, sync_on_write: bool) -> Self {
+        Self { engine, interval, sync_on_write, wake: Notify::new(), running: Mutex::new(()), listeners: std::sync::RwLock::default() }
+    }
+
+    pub fn add_listener(&self, listener: Arc<dyn RoundListener>) {
+        if let Ok(mut listeners) = self.listeners.write() {
+            listeners.push(listener);
+        }
+    }
+
+    /// Asks for a round soon; many asks before it starts make one round.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs a round now (after the one in progress, if any) and returns its report.
+    pub async fn run_now(&self) -> RoundReport {
+        let _turn = self.running.lock().await;
+        let report = self.engine.round().await;
+        let listeners = self.listeners.read().map(|l| l.clone()).unwrap_or_default();
+        for listener in listeners {
+            listener.round_done(&report);
+        }
+        report
+    }
+
+    /// Runs rounds on the interval and on nudges until `stop` is cancelled; also listens for
+    /// changes other processes commit into PostgreSQL regions.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        for store in self.engine.stores() {
+            let (store, me, stop) = (store.clone(), self.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        result = store.listen_for_changes(&me.wake) => {
+                            if let Err(e) = result {
+                                tracing::debug!(region = %store.region(), error = %e, "écoute des changements interrompue");
+                            }
+                        }
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            });
+        }
+        loop {
+            let tick = async {
+                match self.interval {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tick => {}
+                () = self.wake.notified() => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = self.run_now() => {}
+            }
+        }
+    }
+}
+
+impl WriteListener for Scheduler {
+    fn written(&self, _kind: WriteKind, _vente: &Vente) {
+        if self.sync_on_write {
+            self.nudge();
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Sync on demand and the conflict log: handlers only.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::api::VenteJson;
+use super::error::{ApiError, ErrorBody};
+use crate::sync::merge::Conflict;
+use crate::sync::report::{RoundReport, RoundStatus};
+
+/// One region's part in a round.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionReportJson {
+    pub region: String,
+    /// True when the region took part in the round.
+    pub ok: bool,
+    /// Why it could not, in French.
+    pub error: Option<String>,
+    pub latency_ms: Option<f64>,
+    /// Rows written into this region during the round.
+    pub rows_applied: u64,
+    /// Rows known to remain in this region's feed (the round hit its deadline), a lower bound.
+    pub pending: u64,
+}
+
+/// Rows moved from one region to another.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PairReportJson {
+    pub source: String,
+    pub target: String,
+    pub rows_read: u64,
+    pub rows_applied: u64,
+    pub error: Option<String>,
+}
+
+/// The report of one sync round.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundJson {
+    /// `success` (every region synced), `partial` (some were unreachable; the others synced), `failed`.
+    #[schema(value_type = String, example = "success")]
+    pub status: RoundStatus,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub rows_applied: u64,
+    /// Conflicts newly logged during the round.
+    pub conflicts: u64,
+    /// Which regions failed and why; null on success.
+    pub error: Option<String>,
+    pub regions: Vec<RegionReportJson>,
+    pub pairs: Vec<PairReportJson>,
+}
+
+impl From<&RoundReport> for RoundJson {
+    fn from(r: &RoundReport) -> Self {
+        Self {
+            status: r.status,
+            started_at: r.started_at,
+            duration_ms: r.duration.as_secs_f64() * 1000.0,
+            rows_applied: r.rows_applied(),
+            conflicts: r.conflicts,
+            error: r.error_summary(),
+            regions: r
+                .regions
+                .iter()
+                .map(|g| RegionReportJson {
+                    region: g.region.to_string(),
+                    ok: g.reached(),
+                    error: g.error.clone(),
+                    latency_ms: g.latency.map(|l| l.as_secs_f64() * 1000.0),
+                    rows_applied: g.rows_applied,
+                    pending: g.pending,
+                })
+                .collect(),
+            pairs: r
+                .pairs
+                .iter()
+                .map(|p| PairReportJson {
+                    source: p.source.to_string(),
+                    target: p.target.to_string(),
+                    rows_read: p.rows_read,
+                    rows_applied: p.rows_applied,
+                    error: p.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Runs a sync round now (after the one in progress, if any) and returns its report.
+#[utoipa::path(post, path = "/api/sync", tag = "sync",
+    responses((status = 200, description = "Rapport de la synchronisation (même partielle ou échouée)", body = RoundJson)))]
+pub async fn sync_now(State(state): State<AppState>) -> Json<RoundJson> {
+    Json(RoundJson::from(&state.scheduler.run_now().await))
+}
+
+/// A version of a sale in a conflict.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictSideJson {
+    #[serde(flatten)]
+    pub vente: VenteJson,
+    /// The version, as in the sale's ETag.
+    pub version: String,
+    /// The region whose database stamped this version.
+    pub origin: String,
+}
+
+/// A write overwritten by a concurrent one (neither writer had seen the other).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictJson {
+    pub id: uuid::Uuid,
+    pub winner: ConflictSideJson,
+    pub loser: ConflictSideJson,
+    pub detected_in: String,
+    pub detected_at: DateTime<Utc>,
+}
+
+impl From<&Conflict> for ConflictJson {
+    fn from(c: &Conflict) -> Self {
+        let side = |v: &crate::domain::Vente| ConflictSideJson {
+            vente: VenteJson::from(v),
+            version: v.version.to_string(),
+            origin: v.version.origin.to_string(),
+        };
+        Self {
+            id: c.loser.id.0,
+            winner: side(&c.winner),
+            loser: side(&c.loser),
+            detected_in: c.detected_in.to_string(),
+            detected_at: c.detected_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConflictParams {
+    /// At most this many, newest first (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+}
+
+/// The conflict log of every reachable region, each lost write once, newest first.
+#[utoipa::path(get, path = "/api/conflicts", tag = "sync", params(ConflictParams),
+    responses(
+        (status = 200, description = "Conflits", body = Vec<ConflictJson>),
+        (status = 400, description = "Requête mal formée", body = ErrorBody),
+        (status = 422, description = "Paramètre invalide", body = ErrorBody),
+        (status = 503, description = "Aucune région joignable", body = ErrorBody),
+    ))]
+pub async fn conflicts(State(state): State<AppState>, Query(params): Query<ConflictParams>) -> Result<Json<Vec<ConflictJson>>, ApiError> {
+    let limit = match params.limit.as_deref().map(str::trim) {
+        None | Some("") => 100,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", "doit être un entier de 1 à 500"))?,
+    };
+    let answers = join_all(state.ventes.stores().iter().map(|s| s.conflicts(limit))).await;
+    if answers.iter().all(Result::is_err) {
+        return Err(ApiError::Unavailable("aucune région n'est joignable".into()));
+    }
+    let mut all: Vec<Conflict> = answers.into_iter().filter_map(Result::ok).flatten().collect();
+    all.sort_by_key(|c| std::cmp::Reverse(c.detected_at));
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|c| seen.insert((c.loser.id, c.loser.version.clone())));
+    all.truncate(limit as usize);
+    Ok(Json(all.iter().map(ConflictJson::from).collect()))
+}

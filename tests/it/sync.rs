@@ -1,0 +1,233 @@
+//! Replication: convergence under random writes, partitions, skew, crashes and replays (proptest
+//! over real stores), late commits, clock skew, conflicts, forwarding, several syncers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use dsms::config::{Config, DatabaseUrl};
+use dsms::domain::vente::VenteFields;
+use dsms::domain::{NewVente, Vente, VenteId};
+use dsms::store::{self, Batch, Expect, FeedPosition, Limits, LocalWrite, Store, WriteOutcome};
+use dsms::sync::engine::{Engine, EngineOptions};
+use dsms::sync::report::RoundStatus;
+use dsms::testkit::flaky::FlakyStore;
+use proptest::prelude::*;
+
+use crate::helpers::pg_database;
+
+pub const NAMES: [&str; 3] = ["Dakar", "Thies", "Saint-Louis"];
+
+fn limits() -> Limits {
+    Limits { connect_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(30) }
+}
+
+/// Opens and migrates one store per URL, named Dakar, Thies, Saint-Louis.
+pub async fn open_stores(urls: Vec<DatabaseUrl>) -> Vec<Arc<dyn Store>> {
+    let config = Config::with_regions(NAMES.iter().copied().zip(urls).collect());
+    let mut stores = Vec::new();
+    for region in &config.regions {
+        let store = store::open(region, limits()).await.unwrap();
+        store.migrate().await.unwrap();
+        stores.push(store);
+    }
+    stores
+}
+
+pub fn sqlite_urls(dir: &std::path::Path) -> Vec<DatabaseUrl> {
+    NAMES.iter().map(|n| DatabaseUrl::Sqlite(dir.join(format!("{n}.db")))).collect()
+}
+
+pub fn pg_urls() -> Option<Vec<DatabaseUrl>> {
+    Some(vec![DatabaseUrl::Postgres(pg_database()?), DatabaseUrl::Postgres(pg_database()?), DatabaseUrl::Postgres(pg_database()?)])
+}
+
+fn engine(stores: &[Arc<dyn Store>], batch_size: u32) -> Engine {
+    Engine::new(stores.to_vec(), EngineOptions { batch_size, round_deadline: Duration::from_secs(60) })
+}
+
+pub fn new_vente(stores: &[Arc<dyn Store>], region: usize, produit: &str, montant: &str) -> NewVente {
+    let regions = Config::with_regions(NAMES.iter().map(|n| (*n, DatabaseUrl::Sqlite("x".into()))).collect()).region_names();
+    let _ = stores;
+    let fields =
+        VenteFields { produit: Some(produit), montant: Some(montant), date_vente: Some("2026-01-15"), region: Some(NAMES[region]) };
+    NewVente::parse(&fields, &regions, NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()).unwrap()
+}
+
+/// Every row of a store, tombstones included, by id.
+pub async fn dump(store: &dyn Store) -> HashMap<VenteId, Vente> {
+    let mut rows = HashMap::new();
+    let mut after = None;
+    loop {
+        let batch = store.scan(after, 1000, true).await.unwrap();
+        let done = batch.len() < 1000;
+        after = batch.last().map(|v| v.id);
+        rows.extend(batch.into_iter().map(|v| (v.id, v)));
+        if done {
+            return rows;
+        }
+    }
+}
+
+/// The visible state of a row: content, tombstone and version (not the causal metadata).
+fn visible(v: &Vente) -> (String, i64, NaiveDate, String, bool, DateTime<Utc>, String) {
+    (v.produit.to_string(), v.montant.cents(), v.date_vente.get(), v.region.to_string(), v.deleted, v.updated_at, v.version.to_string())
+}
+
+async fn assert_converged(stores: &[Arc<dyn Store>], oracle: &HashMap<VenteId, Vente>) {
+    for store in stores {
+        let rows = dump(store.as_ref()).await;
+        assert_eq!(rows.len(), oracle.len(), "{} holds {} rows, oracle {}", store.region(), rows.len(), oracle.len());
+        for (id, expected) in oracle {
+            let got = rows.get(id).unwrap_or_else(|| panic!("{} lacks {id}", store.region()));
+            assert_eq!(visible(got), visible(expected), "{} row {id}", store.region());
+        }
+    }
+}
+
+// ---------- the convergence property ----------
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A client write at a region whose clock is `skew_min` minutes off.
+    Write { region: usize, row: usize, kind: u8, skew_min: i64, montant: u32 },
+    /// A round with some regions down, the syncer dying after `crash_after` store calls.
+    Round { down: [bool; 3], crash_after: Option<i64> },
+    /// A whole feed re-delivered out of order (duplicates, reordering), without cursors.
+    Replay { source: usize, target: usize, seed: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..3usize, 0..8usize, 0..3u8, -60i64..=60, 1..1_000_000u32)
+            .prop_map(|(region, row, kind, skew_min, montant)| Op::Write { region, row, kind, skew_min, montant }),
+        3 => (any::<[bool; 3]>(), proptest::option::of(0..40i64)).prop_map(|(down, crash_after)| Op::Round { down, crash_after }),
+        1 => (0..3usize, 0..3usize, any::<u64>()).prop_map(|(source, target, seed)| Op::Replay { source, target, seed }),
+    ]
+}
+
+fn row_id(row: usize) -> VenteId {
+    VenteId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + row as u128))
+}
+
+async fn run_case(real: Vec<Arc<dyn Store>>, ops: Vec<Op>, batch_size: u32) {
+    let flaky: Vec<Arc<FlakyStore>> = real.iter().map(|s| FlakyStore::new(s.clone())).collect();
+    let stores: Vec<Arc<dyn Store>> = flaky.iter().map(|f| f.clone() as Arc<dyn Store>).collect();
+    let mut oracle: HashMap<VenteId, Vente> = HashMap::new();
+    let base = Utc::now();
+    for (step, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Write { region, row, kind, skew_min, montant } => {
+                let id = row_id(row);
+                let vente =
+                    new_vente(&stores, (row + kind as usize) % 3, &format!("Produit {row}"), &format!("{montant}.{:02}", step % 100));
+                let write = match kind {
+                    0 => LocalWrite::Create { id, vente },
+                    1 => LocalWrite::Update { id, vente, expect: Expect::Nothing },
+                    _ => LocalWrite::Delete { id, expect: Expect::Nothing },
+                };
+                let now = base + chrono::Duration::minutes(skew_min) + chrono::Duration::milliseconds(step as i64);
+                if let Ok(WriteOutcome::Written(v)) = real[region].write(&write, now).await {
+                    let newer = oracle.get(&id).is_none_or(|o| v.version > o.version);
+                    if newer {
+                        oracle.insert(id, v);
+                    }
+                }
+            }
+            Op::Round { down, crash_after } => {
+                for (f, d) in flaky.iter().zip(down) {
+                    f.set_down(d);
+                }
+                if let Some(calls) = crash_after {
+                    // The syncer "crashes": every store stops answering after `calls` calls in total.
+                    let share = calls / 3;
+                    for (i, f) in flaky.iter().enumerate() {
+                        f.fail_after(share + i64::from(i < (calls % 3) as usize));
+                    }
+                }
+                engine(&stores, batch_size).round().await;
+                for f in &flaky {
+                    f.heal();
+                }
+            }
+            Op::Replay { source, target, seed } => {
+                let mut changes = real[source].changes_since(FeedPosition::default(), 10_000).await.unwrap();
+                // Deterministic shuffle and duplication from the seed.
+                let mut state = seed | 1;
+                let mut next = || {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state
+                };
+                let dupes: Vec<_> = changes.iter().filter(|_| next() % 3 == 0).cloned().collect();
+                changes.extend(dupes);
+                for i in (1..changes.len()).rev() {
+                    changes.swap(i, (next() % (i as u64 + 1)) as usize);
+                }
+                for chunk in changes.chunks(3) {
+                    real[target].apply(&Batch::push(chunk.iter().map(|(_, v)| v.clone()).collect())).await.unwrap();
+                }
+            }
+        }
+    }
+    let report = engine(&stores, batch_size).round().await;
+    assert_eq!(report.status, RoundStatus::Success);
+    assert_converged(&real, &oracle).await;
+}
+
+fn cases() -> u32 {
+    std::env::var("DSMS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+}
+
+#[test]
+fn all_regions_converge_to_the_lww_oracle_on_sqlite() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(ops in proptest::collection::vec(op(), 1..60), batch_size in 1..8u32)| {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let stores = open_stores(sqlite_urls(dir.path())).await;
+            run_case(stores, ops, batch_size).await;
+        });
+    });
+}
+
+#[test]
+fn all_regions_converge_to_the_lww_oracle_on_postgres_and_mixed() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(pg) = pg_urls() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = vec![pg[0].clone(), DatabaseUrl::Sqlite(dir.path().join("t.db")), pg[2].clone()];
+    let config = ProptestConfig { cases: cases() / 4, failure_persistence: None, ..ProptestConfig::default() };
+    for urls in [pg.clone(), mixed] {
+        proptest!(config.clone(), |(ops in proptest::collection::vec(op(), 1..60), batch_size in 1..8u32)| {
+            runtime.block_on(async {
+                let stores = open_stores(urls.clone()).await;
+                wipe(&urls).await;
+                run_case(stores, ops, batch_size).await;
+            });
+        });
+    }
+}
+
+/// Empties reused databases between cases (PostgreSQL databases are too slow to create per case).
+pub async fn wipe(urls: &[DatabaseUrl]) {
+    for url in urls {
+        match url {
+            DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict").execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            DatabaseUrl::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                for table in ["vente", "dsms_cursor", "dsms_conflict"] {
+                    sqlx::query(&format!("DELETE FROM {table}")).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            }
+        }
+    }
+}
