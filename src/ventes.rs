@@ -8,12 +8,15 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::domain::{NewVente, RegionName, Regions, Vente, VenteId};
+use crate::store::guard::{Breaker, Guarded};
 use crate::store::{Batch, Expect, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
 use crate::sync::clock::WallClock;
 
 /// How long a write waits for its immediate push to the other regions; what misses it is
 /// carried by the next sync round.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long client calls skip a region after finding it unreachable.
+const BREAKER_PAUSE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum VenteError {
@@ -57,9 +60,12 @@ pub struct Ventes {
 }
 
 impl Ventes {
-    /// `stores` are in configuration order; the first reachable one serves lists.
+    /// `stores` are in configuration order; the first reachable one serves lists. Each is put
+    /// behind a breaker, so that while a region is down client calls fail over at once instead
+    /// of each waiting out the connect timeout.
     pub fn new(stores: Vec<Arc<dyn Store>>, clock: WallClock) -> Self {
         let regions = Regions::new(stores.iter().map(|s| s.region().clone()).collect());
+        let stores = stores.into_iter().map(|s| Arc::new(Guarded::new(s, Breaker::new(BREAKER_PAUSE))) as Arc<dyn Store>).collect();
         Self { regions, stores, clock, listeners: Vec::new() }
     }
 

@@ -182,7 +182,19 @@ impl Store for PgStore {
             sqlx::migrate!("./migrations/postgres").run(&self.pool).await.map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(&self.region, e),
                 e => StoreError::Database { region: self.region.clone(), message: e.to_string() },
-            })
+            })?;
+            // A crash of a server that acknowledges commits before they are durable loses them,
+            // and may hand out their transaction ids again, which the change feed relies on.
+            let (fsync, commit): (String, String) =
+                sqlx::query_as("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(self.err())?;
+            if fsync != "on" || commit == "off" {
+                tracing::warn!(region = %self.region, %fsync, synchronous_commit = %commit,
+                    "PostgreSQL non durable : un crash de ce serveur peut perdre des écritures acquittées");
+            }
+            Ok(())
         })
         .await
     }

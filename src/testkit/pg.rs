@@ -19,11 +19,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The system account PostgreSQL runs as when we are root.
 const PG_USER: &str = "postgres";
-/// Appended to `postgresql.conf`: durability traded for speed, which is right for throwaway data.
-const SETTINGS: &str = "\
+/// Appended to `postgresql.conf` by `start`: durability traded for speed, right for throwaway data.
+const FAST: &str = "\
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+";
+/// Appended instead of `FAST` by `start_durable`: a crash loses no committed transaction (and no
+/// transaction id is handed out twice), as on a production server.
+const DURABLE: &str = "\
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+";
+/// Appended in both cases.
+const SETTINGS: &str = "\
 max_connections = 200
 shared_buffers = 128MB
 listen_addresses = '127.0.0.1'
@@ -126,12 +136,22 @@ impl PgCluster {
     /// Creates a fresh cluster (initdb: trust auth, UTF8, locale C, superuser `postgres`) and
     /// starts it on a free loopback port, with test settings (fsync off, 200 connections, …).
     pub fn start() -> Result<PgCluster, PgClusterError> {
+        Self::start_with(FAST)
+    }
+
+    /// Like `start`, but durable (fsync and synchronous commit on): for crash and outage tests,
+    /// where an immediate stop or a SIGKILL must lose nothing that was committed.
+    pub fn start_durable() -> Result<PgCluster, PgClusterError> {
+        Self::start_with(DURABLE)
+    }
+
+    fn start_with(durability: &'static str) -> Result<PgCluster, PgClusterError> {
         let bin = Self::bin_dir().ok_or(PgClusterError::NotInstalled)?;
         let runuser = if running_as_root() { Some(root_prerequisites()?) } else { None };
         let dir = create_private_dir(runuser.is_some())?;
         // From here on, `Drop` cleans up whatever happens.
         let mut cluster = PgCluster { dir, bin, port: 0, runuser };
-        cluster.init()?;
+        cluster.init(durability)?;
         let mut attempt = 1;
         loop {
             cluster.port = free_port()?;
@@ -247,14 +267,14 @@ impl PgCluster {
         self.dir.join("server.log")
     }
 
-    fn init(&self) -> Result<(), PgClusterError> {
+    fn init(&self, durability: &str) -> Result<(), PgClusterError> {
         let data = self.data_dir();
         let mut args = words(&format!("-A trust -U {PG_USER} -E UTF8 --locale=C --no-sync -D"));
         args.push(data.clone().into());
         self.run(&self.bin.join("initdb"), args)?;
         // Sockets live in our directory, never in the system's /var/run/postgresql.
         let sockets = self.dir.to_string_lossy().replace('\'', "''");
-        let settings = format!("\n# dsms testkit\n{SETTINGS}unix_socket_directories = '{sockets}'\n");
+        let settings = format!("\n# dsms testkit\n{durability}{SETTINGS}unix_socket_directories = '{sockets}'\n");
         let conf = data.join("postgresql.conf");
         let context = format!("appending test settings to {}", conf.display());
         fs::OpenOptions::new()

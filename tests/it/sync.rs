@@ -12,7 +12,7 @@ use dsms::domain::{NewVente, Vente, VenteId};
 use dsms::store::{self, Batch, Expect, FeedPosition, Limits, LocalWrite, Store, WriteOutcome};
 use dsms::sync::engine::{Engine, EngineOptions};
 use dsms::sync::report::RoundStatus;
-use dsms::testkit::flaky::FlakyStore;
+use dsms::testkit::flaky::{Flaky, FlakyStore};
 use proptest::prelude::*;
 
 use crate::helpers::pg_database;
@@ -20,7 +20,7 @@ use crate::helpers::pg_database;
 pub const NAMES: [&str; 3] = ["Dakar", "Thies", "Saint-Louis"];
 
 fn limits() -> Limits {
-    Limits { connect_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(30) }
+    Limits { connect_timeout: Duration::from_secs(2), statement_timeout: Duration::from_secs(30) }
 }
 
 /// Opens and migrates one store per URL, named Dakar, Thies, Saint-Louis.
@@ -112,7 +112,7 @@ fn row_id(row: usize) -> VenteId {
 }
 
 async fn run_case(real: Vec<Arc<dyn Store>>, ops: Vec<Op>, batch_size: u32) {
-    let flaky: Vec<Arc<FlakyStore>> = real.iter().map(|s| FlakyStore::new(s.clone())).collect();
+    let flaky: Vec<Arc<FlakyStore>> = real.iter().map(|s| Flaky::wrap(s.clone())).collect();
     let stores: Vec<Arc<dyn Store>> = flaky.iter().map(|f| f.clone() as Arc<dyn Store>).collect();
     let mut oracle: HashMap<VenteId, Vente> = HashMap::new();
     let base = Utc::now();
@@ -137,18 +137,18 @@ async fn run_case(real: Vec<Arc<dyn Store>>, ops: Vec<Op>, batch_size: u32) {
             }
             Op::Round { down, crash_after } => {
                 for (f, d) in flaky.iter().zip(down) {
-                    f.set_down(d);
+                    f.guard().set_down(d);
                 }
                 if let Some(calls) = crash_after {
                     // The syncer "crashes": every store stops answering after `calls` calls in total.
                     let share = calls / 3;
                     for (i, f) in flaky.iter().enumerate() {
-                        f.fail_after(share + i64::from(i < (calls % 3) as usize));
+                        f.guard().fail_after(share + i64::from(i < (calls % 3) as usize));
                     }
                 }
                 engine(&stores, batch_size).round().await;
                 for f in &flaky {
-                    f.heal();
+                    f.guard().heal();
                 }
             }
             Op::Replay { source, target, seed } => {

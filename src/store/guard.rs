@@ -1,0 +1,133 @@
+//! A store behind a guard: one seam through which a region can be made to fail like an
+//! unreachable database without touching its data. The guard decides before each call and hears
+//! how it went. Guards: `Breaker` (fail fast for a moment after a region was found unreachable),
+//! and the test kit's `Flaky` (outages and crashes on demand).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Applied, Backend, Batch, FeedPosition, ListQuery, LocalWrite, Page, Source, Store, StoreError, WriteOutcome};
+use crate::domain::{NewVente, RegionName, Vente, VenteId};
+use crate::sync::merge::Conflict;
+
+/// Decides whether a call may reach the database.
+pub trait Guard: Send + Sync + 'static {
+    /// Before each call: an error fails the call without reaching the database.
+    fn admit(&self, region: &RegionName) -> Result<(), StoreError>;
+    /// After each admitted call: whether the database turned out to be unreachable.
+    fn observe(&self, _unavailable: bool) {}
+}
+
+/// `inner`, every call admitted by `guard` first.
+pub struct Guarded<G: Guard> {
+    inner: Arc<dyn Store>,
+    guard: G,
+}
+
+impl<G: Guard> Guarded<G> {
+    pub fn new(inner: Arc<dyn Store>, guard: G) -> Self {
+        Self { inner, guard }
+    }
+
+    pub fn guard(&self) -> &G {
+        &self.guard
+    }
+
+    async fn call<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.guard.admit(self.inner.region())?;
+        let result = work.await;
+        self.guard.observe(result.as_ref().err().is_some_and(StoreError::is_unavailable));
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl<G: Guard> Store for Guarded<G> {
+    fn region(&self) -> &RegionName {
+        self.inner.region()
+    }
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.call(self.inner.migrate()).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(self.inner.ping()).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.call(self.inner.list(query)).await
+    }
+    async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        self.call(self.inner.get(id)).await
+    }
+    async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
+        self.call(self.inner.write(write, now)).await
+    }
+    async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError> {
+        self.call(self.inner.write_many(rows, now)).await
+    }
+    async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
+        self.call(self.inner.apply(batch)).await
+    }
+    async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
+        self.call(self.inner.db_id()).await
+    }
+    async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
+        self.call(self.inner.cursor(source)).await
+    }
+    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+        self.call(self.inner.changes_since(after, limit)).await
+    }
+    async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
+        self.call(self.inner.listen_for_changes(wake)).await
+    }
+    async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
+        self.call(self.inner.conflicts(limit)).await
+    }
+    async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
+        self.call(self.inner.scan(after, limit, include_deleted)).await
+    }
+    async fn analyze(&self) -> Result<(), StoreError> {
+        self.call(self.inner.analyze()).await
+    }
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        self.call(self.inner.count_live()).await
+    }
+}
+
+/// After a region is found unreachable, client calls fail at once for `pause` instead of each
+/// waiting out the connect timeout; then calls try the database again. Sync rounds and probes
+/// do not go through it: they always try for real.
+pub struct Breaker {
+    pause: Duration,
+    /// Milliseconds since the epoch of the last failure; 0: none.
+    tripped_at: AtomicI64,
+}
+
+impl Breaker {
+    pub fn new(pause: Duration) -> Self {
+        Self { pause, tripped_at: AtomicI64::new(0) }
+    }
+}
+
+impl Guard for Breaker {
+    fn admit(&self, region: &RegionName) -> Result<(), StoreError> {
+        let tripped = self.tripped_at.load(Ordering::Relaxed);
+        let pause = i64::try_from(self.pause.as_millis()).unwrap_or(i64::MAX);
+        if tripped > 0 && Utc::now().timestamp_millis() - tripped < pause {
+            return Err(StoreError::Unavailable {
+                region: region.clone(),
+                message: "injoignable à l'instant (nouvel essai sous peu)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn observe(&self, unavailable: bool) {
+        self.tripped_at.store(if unavailable { Utc::now().timestamp_millis() } else { 0 }, Ordering::Relaxed);
+    }
+}

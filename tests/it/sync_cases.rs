@@ -1,0 +1,288 @@
+//! Replication scenarios, each a trap a multi-master LWW replicator can fall into
+//! (../shared/spec/SYNC_NOTES.md): late commits, clock skew, false conflicts, forwarding,
+//! concurrent syncers, real outages.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use dsms::domain::VenteId;
+use dsms::store::{Expect, LocalWrite, Store, WriteOutcome};
+use dsms::sync::clock::system_clock;
+use dsms::sync::engine::{Engine, EngineOptions};
+use dsms::sync::report::RoundStatus;
+use dsms::testkit::flaky::{Flaky, FlakyStore};
+use dsms::testkit::pg::PgCluster;
+use dsms::ventes::Ventes;
+
+use crate::sync::{dump, new_vente, open_stores, pg_urls, sqlite_urls};
+
+fn engine(stores: &[Arc<dyn Store>]) -> Engine {
+    Engine::new(stores.to_vec(), EngineOptions::default())
+}
+
+async fn write(store: &Arc<dyn Store>, write: LocalWrite, now: chrono::DateTime<Utc>) -> dsms::domain::Vente {
+    match store.write(&write, now).await.unwrap() {
+        WriteOutcome::Written(v) => v,
+        other => panic!("not written: {other:?}"),
+    }
+}
+
+async fn assert_identical(stores: &[Arc<dyn Store>]) {
+    let (report, divergent) = dsms::sync::verify::verify(stores, 10).await.unwrap();
+    assert_eq!(divergent, 0, "divergent ids: {:?}", report.divergent);
+}
+
+#[tokio::test]
+async fn a_change_committed_late_by_a_long_transaction_is_not_skipped() {
+    let Some(urls) = pg_urls() else { return };
+    let stores = open_stores(urls.clone()).await;
+    let dsms::config::DatabaseUrl::Postgres(dakar_url) = &urls[0] else { unreachable!() };
+    let dakar = sqlx::PgPool::connect(dakar_url).await.unwrap();
+
+    // T1 takes its transaction id first and stays open while T2 commits.
+    let late = VenteId::generate();
+    let mut t1 = dakar.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen) \
+         VALUES ($1, 'Commande tardive', 'commande tardive', 1500, '2026-01-15', 'Dakar', now(), false, 1 << 40, 'Dakar', 'Dakar=1099511627776')",
+    )
+    .bind(late.0)
+    .execute(&mut *t1)
+    .await
+    .unwrap();
+    let early =
+        write(&stores[0], LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&stores, 0, "Mil", "10") }, Utc::now()).await;
+
+    // The feed stops below the oldest transaction still open: T2 waits (that is lag, not loss),
+    // and the cursor cannot pass T1, which a sequence-ordered reader would have done.
+    let first = engine(&stores).round().await;
+    assert_eq!(first.status, RoundStatus::Success);
+    assert!(!dump(stores[1].as_ref()).await.contains_key(&late), "an uncommitted change cannot be seen yet");
+
+    t1.commit().await.unwrap();
+    engine(&stores).round().await;
+    for store in &stores[1..] {
+        let rows = dump(store.as_ref()).await;
+        assert!(rows.contains_key(&late), "{} missed the late commit", store.region());
+        assert!(rows.contains_key(&early.id), "{} missed the early commit", store.region());
+    }
+    assert_identical(&stores).await;
+}
+
+#[tokio::test]
+async fn a_write_made_after_seeing_a_version_wins_even_from_a_clock_an_hour_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = open_stores(sqlite_urls(dir.path())).await;
+    let id = VenteId::generate();
+    let seen = write(&stores[0], LocalWrite::Create { id, vente: new_vente(&stores, 0, "Riz", "100") }, Utc::now()).await;
+    engine(&stores).round().await;
+
+    let behind = Utc::now() - chrono::Duration::hours(1);
+    let update = LocalWrite::Update { id, vente: new_vente(&stores, 1, "Riz parfumé", "120"), expect: Expect::Nothing };
+    let later = write(&stores[1], update, behind).await;
+    assert!(later.version > seen.version, "causality beats the wall clock");
+    let report = engine(&stores).round().await;
+    assert_eq!(report.conflicts, 0, "an edit of a seen version is not a conflict");
+    for store in &stores {
+        assert_eq!(store.get(id).await.unwrap().unwrap().produit.as_str(), "Riz parfumé", "{}", store.region());
+    }
+    assert_identical(&stores).await;
+}
+
+#[tokio::test]
+async fn after_a_region_an_hour_ahead_writes_a_later_update_elsewhere_still_wins_everywhere() {
+    for urls in [None, pg_urls()] {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = urls.unwrap_or_else(|| sqlite_urls(dir.path()));
+        let stores = open_stores(urls).await;
+        let ahead = Utc::now() + chrono::Duration::hours(1);
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let v = write(
+                &stores[0],
+                LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&stores, 0, &format!("P{i}"), "5") },
+                ahead,
+            )
+            .await;
+            ids.push(v.id);
+        }
+        engine(&stores).round().await;
+        for id in &ids {
+            let update = LocalWrite::Update { id: *id, vente: new_vente(&stores, 1, "Corrigé à Thies", "7"), expect: Expect::Nothing };
+            write(&stores[1], update, Utc::now()).await;
+        }
+        let report = engine(&stores).round().await;
+        assert_eq!(report.conflicts, 0);
+        for store in &stores {
+            for id in &ids {
+                assert_eq!(store.get(*id).await.unwrap().unwrap().produit.as_str(), "Corrigé à Thies", "{}", store.region());
+            }
+        }
+        assert_identical(&stores).await;
+    }
+}
+
+/// The ids of every lost version logged anywhere, each once.
+async fn distinct_losers(stores: &[Arc<dyn Store>]) -> HashSet<(VenteId, String)> {
+    let mut losers = HashSet::new();
+    for store in stores {
+        for c in store.conflicts(100_000).await.unwrap() {
+            losers.insert((c.loser.id, c.loser.version.to_string()));
+        }
+    }
+    losers
+}
+
+#[tokio::test]
+async fn ordinary_updates_log_no_conflict_and_concurrent_ones_log_each_loser_once() {
+    for urls in [None, pg_urls()] {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = urls.unwrap_or_else(|| sqlite_urls(dir.path()));
+        let stores = open_stores(urls).await;
+        let ids: Vec<VenteId> = (0..1000).map(|_| VenteId::generate()).collect();
+        let rows: Vec<_> = ids.iter().map(|id| (*id, new_vente(&stores, 0, "Sucre", "1"))).collect();
+        stores[0].write_many(&rows, Utc::now()).await.unwrap();
+        engine(&stores).round().await;
+        // 10,000 ordinary updates: each region edits every row after the previous edit reached it.
+        for step in 0..10 {
+            let region = step % 3;
+            let rows: Vec<_> = ids.iter().map(|id| (*id, new_vente(&stores, region, "Sucre", &format!("{}", step + 2)))).collect();
+            stores[region].write_many(&rows, Utc::now()).await.unwrap();
+            let report = engine(&stores).round().await;
+            assert_eq!(report.status, RoundStatus::Success);
+        }
+        assert!(distinct_losers(&stores).await.is_empty(), "ordinary updates are not conflicts");
+
+        // A partition: every region edits the same 100 rows without seeing the others.
+        for (region, store) in stores.iter().enumerate() {
+            let rows: Vec<_> =
+                ids[..100].iter().map(|id| (*id, new_vente(&stores, region, "Sucre", &format!("{}", 100 + region)))).collect();
+            store.write_many(&rows, Utc::now()).await.unwrap();
+        }
+        engine(&stores).round().await;
+        engine(&stores).round().await;
+        let losers = distinct_losers(&stores).await;
+        assert_eq!(losers.len(), 200, "three concurrent versions of 100 rows: two losers each");
+        assert_identical(&stores).await;
+    }
+}
+
+#[tokio::test]
+async fn a_change_travels_through_a_region_to_one_its_origin_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = open_stores(sqlite_urls(dir.path())).await;
+    let flaky: Vec<Arc<FlakyStore>> = real.iter().map(|s| Flaky::wrap(s.clone())).collect();
+    let stores: Vec<Arc<dyn Store>> = flaky.iter().map(|f| f.clone() as Arc<dyn Store>).collect();
+    let v = write(&real[0], LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&real, 0, "Ciment", "4500") }, Utc::now()).await;
+
+    flaky[2].guard().set_down(true);
+    assert_eq!(engine(&stores).round().await.status, RoundStatus::Partial);
+    flaky[2].guard().set_down(false);
+    flaky[0].guard().set_down(true);
+    assert_eq!(engine(&stores).round().await.status, RoundStatus::Partial);
+    assert!(real[2].get(v.id).await.unwrap().is_some(), "Thies forwarded Dakar's sale to Saint-Louis");
+}
+
+#[tokio::test]
+async fn two_syncers_at_once_stay_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = open_stores(sqlite_urls(dir.path())).await;
+    let writer = {
+        let stores = stores.clone();
+        async move {
+            for i in 0..300 {
+                let region = i % 3;
+                let _ = stores[region]
+                    .write(&LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&stores, region, "Huile", "20000") }, Utc::now())
+                    .await;
+            }
+        }
+    };
+    let syncer = |stores: Vec<Arc<dyn Store>>| async move {
+        for _ in 0..10 {
+            Engine::new(stores.clone(), EngineOptions { batch_size: 13, round_deadline: Duration::from_secs(60) }).round().await;
+        }
+    };
+    tokio::join!(writer, syncer(stores.clone()), syncer(stores.clone()));
+    engine(&stores).round().await;
+    assert_eq!(dump(stores[0].as_ref()).await.len(), 300);
+    assert_identical(&stores).await;
+}
+
+/// Three private clusters; one goes down in the middle of a round, with writes everywhere.
+async fn outage_drill(crash: impl Fn(&PgCluster) + Send + Sync + 'static) {
+    let clusters: Arc<Vec<PgCluster>> = Arc::new((0..3).map(|_| PgCluster::start_durable().unwrap()).collect());
+    let urls = clusters.iter().map(|c| dsms::config::DatabaseUrl::Postgres(c.create_database("ventes").unwrap())).collect();
+    let stores = open_stores(urls).await;
+    let ventes = Ventes::new(stores.clone(), system_clock());
+    let mut acknowledged = Vec::new();
+    let write_round = |n: usize| {
+        let ventes = &ventes;
+        let stores = &stores;
+        async move {
+            let mut ids = Vec::new();
+            for i in 0..n {
+                if let Ok(created) = ventes.create(None, new_vente(stores, i % 3, "Téléphone", "65000")).await {
+                    ids.push(created.vente.id);
+                }
+            }
+            ids
+        }
+    };
+    acknowledged.extend(write_round(30).await);
+    assert_eq!(engine(&stores).round().await.status, RoundStatus::Success);
+
+    // Writes everywhere, and Saint-Louis dies while the round that carries them runs.
+    acknowledged.extend(write_round(60).await);
+    let dying = {
+        let clusters = clusters.clone();
+        tokio::task::spawn_blocking(move || crash(&clusters[2]))
+    };
+    let syncer = engine(&stores);
+    let (_, crashed) = tokio::join!(syncer.round(), dying);
+    crashed.unwrap();
+    // Writes addressed to Saint-Louis fail over; the other two keep syncing.
+    let during = write_round(30).await;
+    assert_eq!(during.len(), 30, "every write was accepted by a reachable region");
+    acknowledged.extend(during);
+    let partial = engine(&stores).round().await;
+    assert_eq!(partial.status, RoundStatus::Partial);
+    assert!(partial.regions[2].error.is_some());
+    let (report, divergent) = dsms::sync::verify::verify(&stores[..2], 10).await.unwrap();
+    assert_eq!(divergent, 0, "the two live regions diverge after a partial round: {:?}", report.divergent);
+
+    clusters[2].restart().unwrap();
+    // It comes back by itself: no restart of ours, no manual step.
+    let mut status = engine(&stores).round().await.status;
+    for _ in 0..40 {
+        if status == RoundStatus::Success {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = engine(&stores).round().await.status;
+    }
+    assert_eq!(status, RoundStatus::Success);
+    assert_identical(&stores).await;
+    let saint_louis = dump(stores[2].as_ref()).await;
+    for id in &acknowledged {
+        assert!(saint_louis.contains_key(id), "acknowledged write {id} lost");
+    }
+}
+
+#[tokio::test]
+async fn a_region_stopped_immediately_is_skipped_and_catches_up_when_it_returns() {
+    if crate::helpers::pg().is_none() {
+        return;
+    }
+    outage_drill(|c| c.stop_immediate().unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_region_whose_server_is_killed_is_skipped_and_catches_up_when_it_returns() {
+    if crate::helpers::pg().is_none() {
+        return;
+    }
+    outage_drill(|c| c.kill().unwrap()).await;
+}
