@@ -82,6 +82,9 @@ impl<G: Guard> Store for Guarded<G> {
     async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
         self.call(self.inner.changes_since(after, limit)).await
     }
+    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
+        self.call(self.inner.wait_for_older_transactions()).await
+    }
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
         self.call(self.inner.listen_for_changes(wake)).await
     }

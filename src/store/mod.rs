@@ -205,6 +205,11 @@ pub trait Store: Send + Sync + 'static {
         let _ = wake;
         std::future::pending().await
     }
+    /// Returns once every transaction that was running when it was called has ended (PostgreSQL:
+    /// the feed reads only below the oldest running transaction). Immediate elsewhere.
+    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The most recent conflicts this database logged, newest first.
     async fn conflicts(&self, limit: u32) -> Result<Vec<crate::sync::merge::Conflict>, StoreError>;
     /// Every sale ordered by id, after `after`, at most `limit` (export, verify).

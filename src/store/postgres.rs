@@ -376,6 +376,25 @@ impl Store for PgStore {
         .await
     }
 
+    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let (horizon,): (String,) =
+                sqlx::query_as("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetch_one(&self.pool).await.map_err(self.err())?;
+            loop {
+                let (passed,): (bool,) = sqlx::query_as("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8")
+                    .bind(&horizon)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(self.err())?;
+                if passed {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(self.err())?;
         listener.listen("dsms_vente").await.map_err(self.err())?;

@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
 use crate::store::{Batch, FeedPosition, Source, Store, StoreError};
 
+/// How long a round waits, at most, for transactions already running to end before reading feeds.
+const SETTLE: Duration = Duration::from_millis(200);
+
 /// Rows per batch read from a feed and applied in one transaction.
 pub const DEFAULT_BATCH: u32 = 5_000;
 
@@ -78,6 +81,11 @@ impl Engine {
                 }
             }
         }
+
+        // A PostgreSQL feed reads only below the oldest transaction still running on its server:
+        // give transactions already under way (a write that just committed elsewhere, a neighbour
+        // database's) a moment to end, so the round carries what was committed before it began.
+        join_all(reached.iter().map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions()))).await;
 
         // Every reachable target pulls from every other reachable source; targets run at once,
         // each pulling its sources one after another (one writer per target database).
