@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{Days, NaiveDate};
 
-use super::forms::VenteForm;
+use super::forms::{ListFilters, VenteForm, french_date};
 use crate::domain::{FieldError, Montant, Regions, Vente, VenteId};
 
 /// Scripts, styles and images come from this server only; forms post only to it.
@@ -38,6 +38,12 @@ pub fn html(status: StatusCode, page: &impl Template) -> Response {
 /// `24/11/2026`.
 pub fn date_fr(date: NaiveDate) -> String {
     date.format("%d/%m/%Y").to_string()
+}
+
+/// A date input's value: `YYYY-MM-DD`, or empty when the text is no date (a date input cannot
+/// hold anything else; the message beside it says what was wrong).
+pub fn date_value(text: &str) -> String {
+    NaiveDate::parse_from_str(&french_date(text), "%Y-%m-%d").map(|d| d.to_string()).unwrap_or_default()
 }
 
 /// An amount as typed in a form: `1500`, `750000,50` (no grouping, decimal comma).
@@ -131,7 +137,7 @@ impl FormView {
             id: form.id,
             produit: form.produit,
             montant: form.montant,
-            date_vente: form.date_vente,
+            date_vente: date_value(&form.date_vente),
             region: form.region,
             max_date,
             errors,
@@ -176,6 +182,11 @@ pub struct FilterView {
 }
 
 impl FilterView {
+    pub fn of(filters: &ListFilters, errors: Vec<FieldError>) -> Self {
+        let (from, to) = (date_value(&filters.from), date_value(&filters.to));
+        Self { q: filters.q.clone(), region: filters.region.clone(), from, to, errors }
+    }
+
     pub fn error(&self, field: &str) -> Option<&str> {
         self.errors.iter().find(|e| e.field == field).map(|e| e.message.as_str())
     }
