@@ -1,10 +1,12 @@
-//! HTTP: the router, its shared state and layers. Owns: routes, body and time limits, JSON
-//! fallbacks for unknown routes and methods. Leaves: handlers (api.rs), errors (error.rs).
+//! HTTP: the router, its shared state and layers. Owns: routes, body and time limits, fallbacks
+//! for unknown routes (JSON, or the HTML page for browsers) and methods. Leaves: handlers
+//! (api.rs, pages.rs), errors (error.rs).
 
 pub mod api;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod pages;
 pub mod sync_api;
 
 use std::sync::Arc;
@@ -12,8 +14,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -41,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::serve).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
+        .merge(pages::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
@@ -49,8 +52,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("adresse inconnue".into())
+/// Unknown addresses: the French HTML page for a browser, JSON for everyone else.
+async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    if pages::wants_html(&uri, &headers) {
+        pages::not_found().into_response()
+    } else {
+        ApiError::NotFound("adresse inconnue".into()).into_response()
+    }
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod browser;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod pages;
 mod sync;
 mod sync_cases;
