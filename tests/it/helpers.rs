@@ -72,6 +72,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub ventes: Arc<Ventes>,
+    pub scheduler: Arc<dsms::sync::scheduler::Scheduler>,
     pub config: Config,
     _dir: tempfile::TempDir,
     _stop: DropGuard,
@@ -88,9 +89,10 @@ pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("build the app");
     let base = format!("http://{}", app.local_addr());
     let ventes = app.ventes();
+    let scheduler = app.scheduler();
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
-    TestApp { base, http: reqwest::Client::new(), ventes, config, _dir: dir, _stop: stop.drop_guard() }
+    TestApp { base, http: reqwest::Client::new(), ventes, scheduler, config, _dir: dir, _stop: stop.drop_guard() }
 }
 
 impl TestApp {

@@ -7,4 +7,5 @@ mod browser;
 mod helpers;
 mod pages;
 mod sync;
+mod sync_api;
 mod sync_cases;
