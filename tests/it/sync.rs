@@ -242,3 +242,81 @@ pub async fn wipe(urls: &[DatabaseUrl]) {
         }
     }
 }
+
+// ---------- the SQL rule agrees with `Version`'s order ----------
+
+/// Versions of one row with clashing clocks, origins that differ only bytewise, and deletes.
+fn versions() -> impl Strategy<Value = Vec<(i64, usize, bool, u32)>> {
+    proptest::collection::vec((0..4i64, 0..5usize, any::<bool>(), 1..1000u32), 1..8)
+}
+
+async fn apply_in_every_order_gives_the_greatest(store: &Arc<dyn Store>, spec: Vec<(i64, usize, bool, u32)>) {
+    use dsms::domain::vente::DateVente;
+    use dsms::domain::{Montant, Produit};
+    use dsms::sync::clock::{Hlc, Version};
+    use dsms::sync::merge::Seen;
+    let origins = Config::with_regions(
+        ["Dakar", "dakar", "Thiès", "Saint-Louis", "Ziguinchor"].into_iter().map(|n| (n, DatabaseUrl::Sqlite("x".into()))).collect(),
+    )
+    .region_names();
+    let origins: Vec<_> = origins.iter().cloned().collect();
+    let id = VenteId::generate();
+    let mut rows: Vec<Vente> = spec
+        .iter()
+        .map(|&(hlc, origin, deleted, montant)| {
+            let version = Version { hlc: Hlc(1_000_000 + hlc), origin: origins[origin].clone() };
+            Vente {
+                id,
+                produit: Produit::parse(&format!("v{hlc}-{origin}")).unwrap(),
+                montant: Montant::from_cents(i64::from(montant)).unwrap(),
+                date_vente: DateVente::from_stored(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()),
+                region: origins[0].clone(),
+                updated_at: DateTime::from_timestamp_micros(1_764_000_000_000_000 + hlc).unwrap(),
+                deleted,
+                seen: Seen::after(None, &version),
+                version,
+            }
+        })
+        .collect();
+    // Equal versions must carry equal content (versions are unique): keep the first of each.
+    let mut unique = Vec::new();
+    rows.retain(|r| {
+        let fresh = !unique.contains(&r.version);
+        unique.push(r.version.clone());
+        fresh
+    });
+    let greatest = rows.iter().max_by(|a, b| a.version.cmp(&b.version)).unwrap().clone();
+    let _ = id;
+    // Each order on a row of its own, one version per batch, then all at once in one batch.
+    let orders: Vec<Vec<Vente>> = vec![rows.clone(), rows.iter().rev().cloned().collect()];
+    for order in orders {
+        let fresh = VenteId::generate();
+        for row in order {
+            store.apply(&Batch::push(vec![Vente { id: fresh, ..row }])).await.unwrap();
+        }
+        let stored = store.get(fresh).await.unwrap().unwrap();
+        assert_eq!(visible(&stored), visible(&greatest), "{}", store.region());
+    }
+    let fresh = VenteId::generate();
+    store.apply(&Batch::push(rows.iter().map(|r| Vente { id: fresh, ..r.clone() }).collect())).await.unwrap();
+    assert_eq!(visible(&store.get(fresh).await.unwrap().unwrap()), visible(&greatest), "{} (one batch)", store.region());
+}
+
+#[test]
+fn the_stores_keep_the_greatest_version_whatever_the_order_of_arrival() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = ProptestConfig { cases: cases() / 2, failure_persistence: None, ..ProptestConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = sqlite_urls(dir.path());
+    if let Some(pg) = pg_urls() {
+        urls[1] = pg[1].clone();
+    }
+    let stores = runtime.block_on(open_stores(urls));
+    proptest!(config, |(spec in versions())| {
+        runtime.block_on(async {
+            for store in &stores[..2] {
+                apply_in_every_order_gives_the_greatest(store, spec.clone()).await;
+            }
+        });
+    });
+}
