@@ -179,18 +179,20 @@ async fn run_case(real: Vec<Arc<dyn Store>>, ops: Vec<Op>, batch_size: u32) {
 }
 
 fn cases() -> u32 {
-    std::env::var("DSMS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    std::env::var("DSMS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
 }
 
 #[test]
 fn all_regions_converge_to_the_lww_oracle_on_sqlite() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let urls = sqlite_urls(dir.path());
+    let (stores, cleaner) = runtime.block_on(async { (open_stores(urls.clone()).await, Cleaner::open(&urls).await) });
     proptest!(config, |(ops in proptest::collection::vec(op(), 1..60), batch_size in 1..8u32)| {
         runtime.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let stores = open_stores(sqlite_urls(dir.path())).await;
-            run_case(stores, ops, batch_size).await;
+            cleaner.wipe().await;
+            run_case(stores.clone(), ops, batch_size).await;
         });
     });
 }
@@ -203,11 +205,11 @@ fn all_regions_converge_to_the_lww_oracle_on_postgres_and_mixed() {
     let mixed = vec![pg[0].clone(), DatabaseUrl::Sqlite(dir.path().join("t.db")), pg[2].clone()];
     let config = ProptestConfig { cases: cases() / 4, failure_persistence: None, ..ProptestConfig::default() };
     for urls in [pg.clone(), mixed] {
+        let (stores, cleaner) = runtime.block_on(async { (open_stores(urls.clone()).await, Cleaner::open(&urls).await) });
         proptest!(config.clone(), |(ops in proptest::collection::vec(op(), 1..60), batch_size in 1..8u32)| {
             runtime.block_on(async {
-                let stores = open_stores(urls.clone()).await;
-                wipe(&urls).await;
-                run_case(stores, ops, batch_size).await;
+                cleaner.wipe().await;
+                run_case(stores.clone(), ops, batch_size).await;
             });
         });
     }
@@ -223,21 +225,39 @@ pub async fn settle(stores: &[Arc<dyn Store>]) {
     }
 }
 
-/// Empties reused databases between cases (PostgreSQL databases are too slow to create per case).
-pub async fn wipe(urls: &[DatabaseUrl]) {
-    for url in urls {
-        match url {
-            DatabaseUrl::Postgres(url) => {
-                let pool = sqlx::PgPool::connect(url).await.unwrap();
-                sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict").execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-            DatabaseUrl::Sqlite(path) => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-                for table in ["vente", "dsms_cursor", "dsms_conflict"] {
-                    sqlx::query(&format!("DELETE FROM {table}")).execute(&pool).await.unwrap();
+/// Empties databases reused from case to case (fresh databases per case would be far slower).
+pub struct Cleaner(Vec<Pool>);
+
+enum Pool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Cleaner {
+    pub async fn open(urls: &[DatabaseUrl]) -> Self {
+        let mut pools = Vec::new();
+        for url in urls {
+            pools.push(match url {
+                DatabaseUrl::Postgres(url) => Pool::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+                DatabaseUrl::Sqlite(path) => {
+                    Pool::Sqlite(sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap())
                 }
-                pool.close().await;
+            });
+        }
+        Self(pools)
+    }
+
+    pub async fn wipe(&self) {
+        for pool in &self.0 {
+            match pool {
+                Pool::Postgres(pool) => {
+                    sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict").execute(pool).await.unwrap();
+                }
+                Pool::Sqlite(pool) => {
+                    for table in ["vente", "dsms_cursor", "dsms_conflict"] {
+                        sqlx::query(&format!("DELETE FROM {table}")).execute(pool).await.unwrap();
+                    }
+                }
             }
         }
     }
