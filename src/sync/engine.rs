@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
@@ -14,6 +15,9 @@ use crate::store::{Batch, FeedPosition, Source, Store, StoreError};
 
 /// How long a round waits, at most, for transactions already running to end before reading feeds.
 const SETTLE: Duration = Duration::from_millis(200);
+
+/// How many sources one target pulls from at once.
+const SOURCES_AT_ONCE: usize = 4;
 
 /// Rows per batch read from a feed and applied in one transaction.
 pub const DEFAULT_BATCH: u32 = 5_000;
@@ -87,17 +91,21 @@ impl Engine {
         // database's) a moment to end, so the round carries what was committed before it began.
         join_all(reached.iter().map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions()))).await;
 
-        // Every reachable target pulls from every other reachable source; targets run at once,
-        // each pulling its sources one after another (one writer per target database).
+        // Every reachable target pulls from every other reachable source, all at once (bounded),
+        // so a slow region delays only its own pairs. Applies into one target take turns in its
+        // database (its clock row, or SQLite's write lock).
         let reached = &reached;
-        let per_target = join_all(reached.iter().map(|target| async move {
-            let mut pairs = Vec::new();
-            for source in reached.iter().filter(|s| s.source.region != target.source.region) {
-                pairs.push(self.sync_pair(source, target, deadline).await);
+        let mut per_target = Vec::with_capacity(reached.len());
+        for target in reached {
+            let mut pulls = Vec::with_capacity(reached.len());
+            for source in reached {
+                if source.source.region != target.source.region {
+                    pulls.push(self.sync_pair(source, target, deadline));
+                }
             }
-            pairs
-        }))
-        .await;
+            per_target.push(stream::iter(pulls).buffer_unordered(SOURCES_AT_ONCE).collect::<Vec<_>>());
+        }
+        let per_target = join_all(per_target).await;
         let pairs: Vec<PairResult> = per_target.into_iter().flatten().collect();
 
         let mut conflicts = 0;
