@@ -5,5 +5,6 @@ mod api;
 mod cli;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod openapi;
 mod pg_indexes;
 mod props;
