@@ -154,6 +154,9 @@ pub enum ConfigSource<'a> {
     Default,
 }
 
+/// `DSMS_*` variables that are not configuration keys: the file's path, and the test scripts' knobs.
+const NOT_CONFIG: &[&str] = &["config", "require_pg", "require_browser", "skip_browser", "pg_bin", "proptest_cases"];
+
 /// Loads defaults < file < `DSMS_*` variables, then validates.
 pub fn load(source: ConfigSource<'_>) -> Result<Config, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
@@ -166,7 +169,7 @@ pub fn load(source: ConfigSource<'_>) -> Result<Config, ConfigError> {
         }
         ConfigSource::Default => figment = figment.merge(Toml::file("dsms.toml")),
     }
-    figment = figment.merge(Env::prefixed("DSMS_").ignore(&["config", "require_pg", "require_browser", "pg_bin", "proptest_cases"]));
+    figment = figment.merge(Env::prefixed("DSMS_").ignore(NOT_CONFIG));
     let raw: RawConfig = figment.extract().map_err(from_figment)?;
     raw.validate().map_err(|e| e.located(&figment))
 }
