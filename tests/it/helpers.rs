@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use chrono::{Days, Utc};
 use dsms::app::App;
 use dsms::config::{Config, DatabaseUrl};
 use dsms::testkit::pg::PgCluster;
@@ -187,4 +188,18 @@ pub fn error_fields(body: &Value) -> Vec<String> {
         .as_array()
         .map(|fields| fields.iter().map(|f| f["field"].as_str().expect("field name").to_owned()).collect())
         .unwrap_or_default()
+}
+
+/// Today ± `days`, as `YYYY-MM-DD` (the server's "today" is UTC too).
+pub fn day(days: i64) -> String {
+    let today = Utc::now().date_naive();
+    let date = if days >= 0 { today + Days::new(days as u64) } else { today - Days::new(days.unsigned_abs()) };
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// POSTs `body`, asserts 201, returns the sale.
+pub async fn create(app: &TestApp, body: &Value) -> Value {
+    let response = app.post_json("/api/ventes", body).await;
+    assert_eq!(response.status(), 201, "{body}");
+    response.json().await.unwrap()
 }

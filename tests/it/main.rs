@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod bad_input;
 mod cli;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
