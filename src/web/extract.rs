@@ -44,9 +44,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         if std::str::from_utf8(&bytes).is_err() {
             return Err(ApiError::Malformed("le corps n'est pas de l'UTF-8 valide".into()));
         }
-        serde_json::from_slice(&bytes).map(Self).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::Malformed("le corps doit être un objet JSON".into()),
-            _ => ApiError::Malformed(format!("JSON invalide ({e})")),
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+            use serde_json::error::Category;
+            let at = format!("ligne {}, colonne {}", e.line(), e.column());
+            ApiError::Malformed(match e.classify() {
+                Category::Data => "le corps doit être un objet JSON".into(),
+                Category::Eof => format!("JSON incomplet ({at})"),
+                Category::Syntax | Category::Io => format!("JSON invalide ({at})"),
+            })
         })
     }
 }
@@ -73,9 +78,9 @@ impl JsonObject {
         }
     }
 
-    /// Every member not in `known`, as errors naming it.
+    /// Every member not in `known`, as errors naming it (a very long name is cut).
     pub fn unknown_fields(&self, known: &[&str]) -> Vec<FieldError> {
-        self.0.keys().filter(|k| !known.contains(&k.as_str())).map(|k| FieldError::new(k.clone(), "champ inconnu")).collect()
+        self.0.keys().filter(|k| !known.contains(&k.as_str())).map(|k| FieldError::new(truncate(k, 64), "champ inconnu")).collect()
     }
 }
 
