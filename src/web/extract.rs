@@ -168,9 +168,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(value) = Query::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::Malformed(format!("paramètres illisibles ({})", truncate(&e.body_text(), 200))))?;
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await.map_err(|e| {
+            tracing::debug!(error = %e.body_text(), "paramètres de requête refusés");
+            // With text-only parameters, the one way to fail is a parameter given twice.
+            ApiError::Malformed("paramètres illisibles (un paramètre est-il répété ?)".into())
+        })?;
         Ok(Self(value))
     }
 }
