@@ -80,7 +80,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    init_logging(cli.log_json || config.log_json);
+    let log_json = cli.log_json || config.log_json;
+    init_logging(log_json);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
@@ -94,8 +95,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("dsms: {e:#}");
+            // Reported once: in the JSON log when logs are for machines, else as one line for people.
+            if log_json {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("dsms: {e:#}");
+            }
             ExitCode::from(1)
         }
     }

@@ -154,6 +154,9 @@ pub enum ConfigSource<'a> {
     Default,
 }
 
+/// `DSMS_*` variables that are not configuration keys: the file's path, and the test scripts' knobs.
+const NOT_CONFIG: &[&str] = &["config", "require_pg", "require_browser", "skip_browser", "pg_bin", "proptest_cases"];
+
 /// Loads defaults < file < `DSMS_*` variables, then validates.
 pub fn load(source: ConfigSource<'_>) -> Result<Config, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
@@ -166,18 +169,64 @@ pub fn load(source: ConfigSource<'_>) -> Result<Config, ConfigError> {
         }
         ConfigSource::Default => figment = figment.merge(Toml::file("dsms.toml")),
     }
-    figment = figment.merge(Env::prefixed("DSMS_").ignore(&["config", "require_pg", "require_browser", "pg_bin", "proptest_cases"]));
-    let raw: RawConfig = figment.extract().map_err(|e| {
-        let key = e.path.join(".");
-        let key = if key.is_empty() { "config".to_owned() } else { key };
-        ConfigError::new(key, e.kind.to_string())
-    })?;
-    raw.validate()
+    figment = figment.merge(Env::prefixed("DSMS_").ignore(NOT_CONFIG));
+    let raw: RawConfig = figment.extract().map_err(from_figment)?;
+    raw.validate().map_err(|e| e.located(&figment))
+}
+
+impl ConfigError {
+    /// Names the environment variable when the faulty key came from one (`listen (DSMS_LISTEN)`).
+    fn located(mut self, figment: &Figment) -> Self {
+        let top = self.key.split(['.', '[']).next().unwrap_or_default();
+        if figment.find_metadata(top).is_some_and(|m| m.name.contains("environment")) {
+            self.key = format!("{} (DSMS_{})", self.key, top.to_ascii_uppercase());
+        }
+        self
+    }
+}
+
+/// The first error figment reports, with its key (`regions[0].url`, or `DSMS_FOO` for a
+/// variable) and a French message.
+fn from_figment(errors: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let Some(error) = errors.into_iter().next() else { return ConfigError::new("config", "configuration illisible") };
+    let from_env = error.metadata.as_ref().is_some_and(|m| m.name.contains("environment"));
+    let mut key = String::new();
+    for part in &error.path {
+        match part.parse::<usize>() {
+            Ok(index) => key.push_str(&format!("[{index}]")),
+            Err(_) if key.is_empty() => key.push_str(part),
+            Err(_) => key.push_str(&format!(".{part}")),
+        }
+    }
+    if from_env && !error.path.is_empty() {
+        key = format!("DSMS_{}", error.path.join("_").to_ascii_uppercase());
+    }
+    if key.is_empty() {
+        key = match error.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+            Some(figment::Source::File(path)) => path.display().to_string(),
+            _ => "config".to_owned(),
+        };
+    }
+    let expected = |text: &str| match text {
+        "a string" => "une chaîne".to_owned(),
+        "a boolean" => "un booléen (true ou false)".to_owned(),
+        "a sequence" => "une liste".to_owned(),
+        other => other.to_owned(),
+    };
+    let message = match &error.kind {
+        Kind::UnknownField(name, known) => format!("clé inconnue « {name} » ; clés possibles : {}", known.join(", ")),
+        Kind::MissingField(name) => format!("clé obligatoire manquante : {name}"),
+        Kind::InvalidType(actual, wanted) => format!("type invalide ({actual}) ; attendu : {}", expected(wanted)),
+        Kind::Message(message) => format!("fichier illisible : {message}"),
+        other => other.to_string(),
+    };
+    ConfigError::new(key, message)
 }
 
 fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(text.trim())
-        .map_err(|e| ConfigError::new(key, format!("durée invalide « {text} » ({e}) ; ex. \"60s\", \"500ms\"")))
+        .map_err(|_| ConfigError::new(key, format!("durée invalide « {text} » ; ex. \"60s\", \"500ms\", \"2m\"")))
 }
 
 impl RawConfig {

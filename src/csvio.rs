@@ -127,15 +127,22 @@ pub async fn import(ventes: &Ventes, input: impl Read, progress: &ProgressBar) -
     let today = ventes.today();
     let mut report = ImportReport::default();
     let mut batch = Vec::with_capacity(BATCH);
-    for (index, row) in reader.records().enumerate() {
-        let line = index as u64 + 2;
+    let mut line = 1; // the header's; a record's own position is used when the reader knows it
+    for row in reader.records() {
+        line += 1;
         let row = match row {
             Ok(row) => row,
             Err(e) => {
-                report.rejected.push((line, format!("ligne illisible : {e}")));
+                line = e.position().map_or(line, csv::Position::line);
+                let reason = match e.kind() {
+                    csv::ErrorKind::Utf8 { .. } => "texte qui n'est pas de l'UTF-8 valide".to_owned(),
+                    _ => e.to_string(),
+                };
+                report.rejected.push((line, format!("ligne illisible : {reason}")));
                 continue;
             }
         };
+        line = row.position().map_or(line, csv::Position::line);
         if deleted_col.and_then(|c| row.get(c)).is_some_and(|d| d.trim().eq_ignore_ascii_case("true")) {
             continue;
         }

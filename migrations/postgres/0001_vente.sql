@@ -13,13 +13,17 @@ CREATE TABLE IF NOT EXISTS vente (
     txid         xid8          NOT NULL DEFAULT pg_current_xact_id()  -- change-feed position
 );
 
--- The guide's six indexes, each shaped for the query it serves.
+-- The guide's six indexes, each shaped for the query it serves. Every row by last write, tombstones
+-- included (the same order as the live listing, so keyset pages work on it too):
+CREATE INDEX IF NOT EXISTS idx_vente_updated_at ON vente (updated_at DESC, id DESC);
+-- Live sales, newest write first: the listing (the guide's `WHERE deleted = false ORDER BY
+-- updated_at DESC`). Never larger than idx_vente_updated_at, and created after it, so the planner
+-- picks it for that query even when no row is deleted and their costs tie (later index first).
 CREATE INDEX IF NOT EXISTS idx_vente_sync       ON vente (updated_at DESC, id DESC) WHERE deleted = false;
 CREATE INDEX IF NOT EXISTS idx_vente_region     ON vente (region, updated_at DESC, id DESC) WHERE deleted = false;
 CREATE INDEX IF NOT EXISTS idx_vente_date_vente ON vente (date_vente DESC) WHERE deleted = false;
 CREATE INDEX IF NOT EXISTS idx_vente_produit    ON vente (produit_norm text_pattern_ops) WHERE deleted = false;
 CREATE INDEX IF NOT EXISTS idx_vente_deleted    ON vente (updated_at) WHERE deleted = true;
-CREATE INDEX IF NOT EXISTS idx_vente_updated_at ON vente (updated_at DESC);
 -- The change feed: rows by writing transaction.
 CREATE INDEX IF NOT EXISTS vente_feed ON vente (txid, id);
 

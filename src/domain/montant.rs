@@ -23,6 +23,8 @@ pub enum MontantError {
     TooPrecise,
     #[error("le montant doit être inférieur à 10 000 000 000 FCFA")]
     TooLarge,
+    #[error("en texte, le montant s'écrit en chiffres avec un point et 2 décimales au plus (ex. \"750000.50\")")]
+    NotPlain,
 }
 
 impl Montant {
@@ -62,21 +64,81 @@ impl Montant {
 impl FromStr for Montant {
     type Err = MontantError;
 
-    /// Reads decimal text as written in JSON (`1500`, `750000.50`, `1.5e3`), never through a float.
+    /// Reads decimal text as written in JSON (`1500`, `750000.50`, `1.5e3`, `1.500`), exactly:
+    /// digits and exponent are read as integers, never through a float, so any JSON number text
+    /// gets the right answer (`5e-324` is too precise, `1e400` too large, `0.00000001e8` is 1).
+    /// Surrounding whitespace and a leading `+` are tolerated (CSV); the API's string form is
+    /// stricter (`Montant::parse_plain`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        let plain = text.strip_prefix('+').unwrap_or(text);
-        if plain.is_empty() || !plain.chars().all(|c| c.is_ascii_digit() || "-.eE+".contains(c)) {
+        let (negative, unsigned) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+            None => (unsigned, None),
+        };
+        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int_part.len() + frac_part.len() == 0 || !all_digits(int_part) || !all_digits(frac_part) {
             return Err(MontantError::NotANumber);
         }
-        let value = if plain.contains(['e', 'E']) { Decimal::from_scientific(plain) } else { Decimal::from_str_exact(plain) };
-        match value {
-            Ok(value) => Self::from_decimal(value),
-            // Too many digits for 96 bits: either huge or absurdly precise; both are refused.
-            Err(_) if plain.trim_start_matches('-').split('.').next().is_some_and(|i| i.len() > 10) => Err(MontantError::TooLarge),
-            Err(_) if plain.contains('.') => Err(MontantError::TooPrecise),
-            Err(_) => Err(MontantError::NotANumber),
+        // The value is `digits × 10^scale`.
+        let digits = format!("{int_part}{frac_part}");
+        let exponent = match exponent {
+            None => 0,
+            Some(e) => {
+                let unsigned_e = e.strip_prefix(['+', '-']).unwrap_or(e);
+                if unsigned_e.is_empty() || !all_digits(unsigned_e) {
+                    return Err(MontantError::NotANumber);
+                }
+                // An exponent beyond ±10^15 is absurd either way; saturate, the sign decides.
+                let magnitude = unsigned_e.trim_start_matches('0');
+                let magnitude: i64 = if magnitude.len() > 15 { 1_000_000_000_000_000 } else { magnitude.parse().unwrap_or(0) };
+                if e.starts_with('-') { -magnitude } else { magnitude }
+            }
+        };
+        let significant = digits.trim_start_matches('0');
+        let trimmed = significant.trim_end_matches('0');
+        if trimmed.is_empty() || negative {
+            return Err(MontantError::NotPositive);
         }
+        let frac_len = i64::try_from(frac_part.len()).unwrap_or(i64::MAX);
+        let zeros = i64::try_from(significant.len() - trimmed.len()).unwrap_or(0);
+        let scale = exponent - frac_len + zeros; // value = trimmed × 10^scale
+        if scale < -2 {
+            return Err(MontantError::TooPrecise);
+        }
+        let len = i64::try_from(trimmed.len()).unwrap_or(i64::MAX);
+        if len + scale > 10 {
+            return Err(MontantError::TooLarge);
+        }
+        // Now at most 12 digits of cents: `trimmed` followed by `scale + 2` zeros.
+        let zeros = usize::try_from(scale + 2).unwrap_or(0);
+        let cents: i64 = format!("{trimmed}{}", "0".repeat(zeros)).parse().map_err(|_| MontantError::TooLarge)?;
+        Self::from_cents(cents)
+    }
+}
+
+impl Montant {
+    /// The exact form the API accepts for an amount given as a JSON string (ECMA-262 regex):
+    /// plain digits, no sign, no leading zero, at most 10 integer digits and 2 decimals, above 0.
+    pub const PLAIN_PATTERN: &str = r"^(?:[1-9][0-9]{0,9}(?:\.[0-9]{1,2})?|0\.(?:0[1-9]|[1-9][0-9]?))$";
+
+    /// Reads an amount written as `PLAIN_PATTERN` (`"750000.50"`, `"1500"`). Text that is a valid
+    /// amount in another form (`" 1500"`, `"1.5e3"`, `"1500.000"`) is refused as `NotPlain`;
+    /// otherwise the error says what is wrong with the value.
+    pub fn parse_plain(text: &str) -> Result<Self, MontantError> {
+        let montant = text.parse::<Self>()?;
+        let (int_part, frac_part) = text.split_once('.').map_or((text, None), |(i, f)| (i, Some(f)));
+        let int_ok = !int_part.is_empty()
+            && int_part.len() <= 10
+            && int_part.bytes().all(|b| b.is_ascii_digit())
+            && (int_part == "0" || !int_part.starts_with('0'));
+        let frac_ok = frac_part.is_none_or(|f| (1..=2).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()));
+        if int_ok && frac_ok { Ok(montant) } else { Err(MontantError::NotPlain) }
     }
 }
 
@@ -117,6 +179,39 @@ mod tests {
         assert_eq!("0.01".parse::<Montant>().unwrap().cents(), 1);
         assert_eq!("1.500".parse::<Montant>().unwrap().cents(), 150);
         assert_eq!("9999999999.99".parse::<Montant>().unwrap().cents(), 999_999_999_999);
+        assert_eq!("1E+2".parse::<Montant>().unwrap().cents(), 10_000);
+        assert_eq!("100e-2".parse::<Montant>().unwrap().cents(), 100);
+        assert_eq!("0.00000001e8".parse::<Montant>().unwrap().cents(), 100);
+        assert_eq!("0.000000000000000000000000000000001e33".parse::<Montant>().unwrap().cents(), 100);
+        assert_eq!(" +12.5 ".parse::<Montant>().unwrap().cents(), 1_250);
+    }
+
+    #[test]
+    fn the_plain_form_is_exactly_its_pattern() {
+        for ok in ["1", "0.01", "0.1", "0.5", "1500", "750000.50", "9999999999.99", "10.0"] {
+            assert!(Montant::parse_plain(ok).is_ok(), "{ok}");
+        }
+        for (text, err) in [
+            (" 1500", MontantError::NotPlain),
+            ("+1500", MontantError::NotPlain),
+            ("1.5e3", MontantError::NotPlain),
+            ("1500.000", MontantError::NotPlain),
+            ("01500", MontantError::NotPlain),
+            ("1500.", MontantError::NotPlain),
+            (".5", MontantError::NotPlain),
+            ("0", MontantError::NotPositive),
+            ("0.00", MontantError::NotPositive),
+            ("-3", MontantError::NotPositive),
+            ("1.505", MontantError::TooPrecise),
+            ("10000000000", MontantError::TooLarge),
+            ("abc", MontantError::NotANumber),
+        ] {
+            assert_eq!(Montant::parse_plain(text), Err(err), "{text}");
+        }
+        let pattern = regex::Regex::new(Montant::PLAIN_PATTERN).unwrap();
+        for text in ["1", "0.01", "0.10", "9999999999.99", "10000000000", "0", "0.0", "00.5", "1.", "1.234", "１"] {
+            assert_eq!(pattern.is_match(text), Montant::parse_plain(text).is_ok(), "{text}");
+        }
     }
 
     #[test]
@@ -130,7 +225,15 @@ mod tests {
             ("Infinity", MontantError::NotANumber),
             ("", MontantError::NotANumber),
             ("12abc", MontantError::NotANumber),
-            ("1e400", MontantError::NotANumber),
+            ("1e400", MontantError::TooLarge),
+            ("5e-324", MontantError::TooPrecise),
+            ("1e99999999999999999999999", MontantError::TooLarge),
+            ("-0", MontantError::NotPositive),
+            ("1e", MontantError::NotANumber),
+            ("1.2.3", MontantError::NotANumber),
+            (".", MontantError::NotANumber),
+            ("--1", MontantError::NotANumber),
+            ("1-2", MontantError::NotANumber),
             ("123456789012345678901234567890", MontantError::TooLarge),
             ("0.0000000000000000000000000000001", MontantError::TooPrecise),
         ] {

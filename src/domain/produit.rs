@@ -8,6 +8,19 @@ pub struct Produit(String);
 
 pub const PRODUIT_MAX_CHARS: usize = 200;
 
+impl Produit {
+    /// The exact rule of `parse` as an ECMA-262 regular expression, for the API document:
+    /// optional white space (what `str::trim` removes), then 1 to 200 characters that start and
+    /// end with a non-space and contain no control character, then optional white space.
+    pub const PATTERN: &str = concat!(
+        r"^[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*",
+        r"[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        r"(?:[^\u0000-\u001F\u007F-\u009F]{0,198}",
+        r"[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?",
+        r"[\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+    );
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProduitError {
     #[error("le produit est obligatoire")]
@@ -61,6 +74,35 @@ mod tests {
         assert_eq!(Produit::parse(&"é".repeat(201)), Err(ProduitError::TooLong));
         assert_eq!(Produit::parse("a\u{0}b"), Err(ProduitError::ControlCharacter));
         assert_eq!(Produit::parse("<b>'; DROP TABLE vente;--").unwrap().as_str(), "<b>'; DROP TABLE vente;--");
+    }
+
+    #[test]
+    fn the_pattern_states_the_rule() {
+        let pattern = regex::Regex::new(Produit::PATTERN).unwrap();
+        let long = "x".repeat(200);
+        let samples = [
+            "Riz",
+            " Riz ",
+            "\u{3000}Thé\u{a0}",
+            "a b",
+            "<b>'; --",
+            "\n\tMil\r\n",
+            &long,
+            &format!(" {long} "),
+            &format!("{long}x"),
+            "",
+            " ",
+            "\u{85}",
+            "a\u{0}b",
+            "a\u{1c}",
+            "\u{1c}a",
+            "a\u{9f}b",
+            "a\u{7f}",
+            "\u{200b}",
+        ];
+        for text in samples {
+            assert_eq!(pattern.is_match(text), Produit::parse(text).is_ok(), "the pattern and the rule disagree on {text:?}");
+        }
     }
 
     #[test]

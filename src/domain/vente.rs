@@ -18,6 +18,13 @@ impl VenteId {
     pub fn generate() -> Self {
         Self(Uuid::now_v7())
     }
+
+    /// Reads exactly the hyphenated form (`8-4-4-4-12` hex digits, either case), as JSON Schema's
+    /// `uuid` format says; `FromStr` is more lenient (spaces, braces, `urn:uuid:`, no hyphens).
+    pub fn parse_hyphenated(text: &str) -> Option<Self> {
+        // Of the forms `Uuid` reads, only the hyphenated one is 36 characters long.
+        (text.len() == 36).then(|| Uuid::try_parse(text).ok().map(Self)).flatten()
+    }
 }
 
 impl FromStr for VenteId {
@@ -49,12 +56,21 @@ pub enum DateError {
 }
 
 impl DateVente {
+    /// The earliest date a sale may carry.
+    pub fn earliest() -> NaiveDate {
+        NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN)
+    }
+
+    /// The latest date a sale may carry when it is `today` (UTC): tomorrow.
+    pub fn latest(today: NaiveDate) -> NaiveDate {
+        today.checked_add_days(Days::new(1)).unwrap_or(NaiveDate::MAX)
+    }
+
     pub fn new(date: NaiveDate, today: NaiveDate) -> Result<Self, DateError> {
-        let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).ok_or(DateError::TooOld)?;
-        if date < earliest {
+        if date < Self::earliest() {
             return Err(DateError::TooOld);
         }
-        if today.checked_add_days(Days::new(1)).is_some_and(|limit| date > limit) {
+        if date > Self::latest(today) {
             return Err(DateError::Future);
         }
         Ok(Self(date))
@@ -62,14 +78,7 @@ impl DateVente {
 
     /// Parses `YYYY-MM-DD` (exactly that form).
     pub fn parse(text: &str, today: NaiveDate) -> Result<Self, DateError> {
-        let text = text.trim();
-        let well_formed =
-            text.len() == 10 && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-        if !well_formed {
-            return Err(DateError::Format);
-        }
-        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| DateError::Format)?;
-        Self::new(date, today)
+        Self::new(parse_iso_date(text).ok_or(DateError::Format)?, today)
     }
 
     /// A date read back from a store, already validated when written.
@@ -86,6 +95,16 @@ impl fmt::Display for DateVente {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0.format("%Y-%m-%d"))
     }
+}
+
+/// Reads exactly `YYYY-MM-DD` (RFC 3339 `full-date`): four-digit year, no sign, no spaces.
+pub fn parse_iso_date(text: &str) -> Option<NaiveDate> {
+    let well_formed =
+        text.len() == 10 && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if !well_formed {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
 /// What a client asks to record: every field valid, the region one of the configured ones.
@@ -186,6 +205,8 @@ mod tests {
         assert_eq!(DateVente::parse("2026-02-30", today()), Err(DateError::Format));
         assert_eq!(DateVente::parse("24/11/2026", today()), Err(DateError::Format));
         assert_eq!(DateVente::parse("+2026-11-24", today()), Err(DateError::Format));
+        assert_eq!(DateVente::parse(" 2026-11-24", today()), Err(DateError::Format));
+        assert_eq!(DateVente::parse("2026-1-24", today()), Err(DateError::Format));
         assert_eq!(DateVente::parse("1899-12-31", today()), Err(DateError::TooOld));
     }
 

@@ -10,8 +10,6 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{DatabaseUrl, RegionConfig};
@@ -55,17 +53,24 @@ impl Cursor {
         Self { updated_at: vente.updated_at, id: vente.id }
     }
 
-    /// Opaque to clients: base64url of `micros:uuid`.
+    /// Opaque to clients, but plain: `micros_uuid` (the row's `updated_at` in microseconds since
+    /// the epoch, then its hyphenated id), so the API document can state its exact form (`PATTERN`).
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.updated_at.timestamp_micros(), self.id))
+        format!("{}_{}", self.updated_at.timestamp_micros(), self.id.0.hyphenated())
     }
 
+    /// The exact form `decode` accepts, as an ECMA-262 regular expression.
+    pub const PATTERN: &str = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+    /// Reads exactly `PATTERN`; anything else is `None`.
     pub fn decode(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
-        let text = std::str::from_utf8(&bytes).ok()?;
-        let (micros, id) = text.split_once(':')?;
+        let (micros, id) = text.split_once('_')?;
+        if micros.is_empty() || micros.len() > 16 || !micros.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let id = VenteId::parse_hyphenated(id)?;
         let updated_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-        Some(Self { updated_at, id: id.parse().ok()? })
+        Some(Self { updated_at, id })
     }
 }
 
@@ -278,8 +283,21 @@ mod tests {
     fn cursors_round_trip_and_refuse_garbage() {
         let cursor = Cursor { updated_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(), id: VenteId::generate() };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for bad in ["", "abc", "%%%", &URL_SAFE_NO_PAD.encode("12:notauuid"), &URL_SAFE_NO_PAD.encode("x:y")] {
-            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        let id = cursor.id;
+        for bad in [
+            String::new(),
+            "abc".into(),
+            "%%%".into(),
+            "12_notauuid".into(),
+            format!("_{id}"),
+            format!("-1_{id}"),
+            format!(" 12_{id}"),
+            format!("12345678901234567_{id}"),
+            format!("12_{{{id}}}"),
+            format!("12_{}", id.0.simple()),
+            format!("12_urn:uuid:{id}"),
+        ] {
+            assert_eq!(Cursor::decode(&bad), None, "{bad}");
         }
     }
 }

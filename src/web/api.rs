@@ -1,7 +1,7 @@
 //! The sales API handlers: extract, call `Ventes`, map. No SQL, no rules.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header::{ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,15 +11,19 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IfMatch, JsonObject, Member, parse_id, truncate};
+use super::extract::{IdPath, IfMatch, JsonObject, Member, QueryOf, truncate};
+use super::{AppState, openapi};
+use crate::domain::montant::MontantError;
 use crate::domain::vente::VenteFields;
-use crate::domain::{FieldError, NewVente, Vente, VenteId, fold};
+use crate::domain::vente::parse_iso_date;
+use crate::domain::{FieldError, Montant, NewVente, Vente, VenteId, fold};
 use crate::store::{Cursor, ListQuery};
 
 pub const MAX_LIMIT: u32 = 500;
 pub const DEFAULT_LIMIT: u32 = 50;
+/// Longest `q` accepted, in characters.
+pub const MAX_Q_CHARS: usize = 200;
 
 /// A sale as the API shows it (the guide's Spring entity, camelCase).
 #[derive(Debug, Serialize, ToSchema)]
@@ -28,8 +32,7 @@ pub struct VenteJson {
     pub id: Uuid,
     #[schema(example = "Riz brisé 50 kg")]
     pub produit: String,
-    /// Exact amount in FCFA, always written with two decimals.
-    #[schema(value_type = f64, example = 750000.50)]
+    #[schema(schema_with = openapi::montant_output_schema)]
     pub montant: Box<RawValue>,
     pub date_vente: NaiveDate,
     #[schema(example = "Dakar")]
@@ -60,30 +63,22 @@ impl From<&Vente> for VenteJson {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "documents the body; the handlers read it member by member (exact amounts)")]
 pub struct VenteInput {
-    /// Optional on create: makes the request idempotent. On replace, must equal the path id.
+    /// Optional on create: makes the request idempotent. On replace, must equal the path id (else 409).
     pub id: Option<Uuid>,
-    /// Trimmed, 1 to 200 characters.
-    #[schema(min_length = 1, max_length = 200, example = "Riz brisé 50 kg")]
+    #[schema(schema_with = openapi::produit_schema)]
     pub produit: String,
-    /// Amount in FCFA: greater than 0, at most 2 decimals, below 10^10. A JSON number or a string.
-    #[schema(schema_with = montant_input_schema)]
+    #[schema(schema_with = openapi::montant_input_schema)]
     pub montant: String,
-    /// Calendar date of the sale, at most one day in the future.
+    /// Calendar date of the sale, from 1900-01-01 to tomorrow (UTC).
     pub date_vente: NaiveDate,
-    /// A configured region, matched ignoring case, accents and punctuation (`saint louis`).
+    /// A configured region. Names are also matched ignoring case, accents and punctuation (`saint louis`).
     #[schema(example = "Dakar")]
     pub region: String,
-}
-
-fn montant_input_schema() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-    OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Number).exclusive_minimum(Some(0.0)).maximum(Some(9_999_999_999.99)))
-        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^\s*\+?[0-9]{1,10}(\.[0-9]{1,2})?\s*$")))
-        .description(Some("Montant en FCFA (nombre ou chaîne décimale)"))
-        .examples([serde_json::json!(750000.50), serde_json::json!("1500")])
-        .build()
-        .into()
+    /// Ignored (set by the server); accepted so that a sale read from the API can be sent back.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Only `false` (or absent): to delete a sale, use `DELETE`.
+    #[schema(schema_with = openapi::not_deleted_schema)]
+    pub deleted: Option<bool>,
 }
 
 /// One page of sales.
@@ -95,25 +90,37 @@ pub struct VentePage {
     pub next_cursor: Option<String>,
 }
 
-/// Listing filters. Every parameter is optional.
+/// Listing filters. Every parameter is optional; an empty one is the same as an absent one.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
+    #[param(schema_with = openapi::limit_schema)]
     pub limit: Option<String>,
     /// `nextCursor` of the previous page.
+    #[param(schema_with = openapi::cursor_schema)]
     pub cursor: Option<String>,
-    /// Only sales of this region.
+    /// Only sales of this region (names also matched ignoring case, accents and punctuation).
     pub region: Option<String>,
-    /// Product name contains this text (case and accents ignored).
+    /// Product name contains this text (case and accents ignored), at most 200 characters.
+    #[param(schema_with = openapi::q_schema)]
     pub q: Option<String>,
     /// Sales dated on or after this day (YYYY-MM-DD).
-    #[param(value_type = Option<NaiveDate>)]
+    #[param(schema_with = openapi::date_filter_schema)]
     pub from: Option<String>,
     /// Sales dated on or before this day (YYYY-MM-DD).
-    #[param(value_type = Option<NaiveDate>)]
+    #[param(schema_with = openapi::date_filter_schema)]
     pub to: Option<String>,
+}
+
+/// The `If-Match` request header.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "documents the header; the `IfMatch` extractor reads it")]
+pub struct IfMatchHeader {
+    /// ETag attendu, ou `*` : sinon 412.
+    #[param(rename = "If-Match", schema_with = openapi::if_match_schema)]
+    pub if_match: Option<String>,
 }
 
 /// The `ETag` of a sale: its version, which changes with every write.
@@ -137,21 +144,21 @@ fn with_etag(vente: &Vente, status: StatusCode, location: bool) -> Response {
 impl ListParams {
     fn into_query(self, state: &AppState) -> Result<ListQuery, ApiError> {
         let mut errors = Vec::new();
-        let limit = match self.limit.as_deref().map(str::trim) {
+        let limit = match self.limit.as_deref() {
             None | Some("") => DEFAULT_LIMIT,
             Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) && !text.starts_with('+') => n,
                 _ => {
                     errors.push(FieldError::new("limit", format!("doit être un entier de 1 à {MAX_LIMIT}")));
                     DEFAULT_LIMIT
                 }
             },
         };
-        let after = match self.cursor.as_deref().filter(|c| !c.trim().is_empty()) {
+        let after = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
             None => None,
             Some(text) => Some(Cursor::decode(text).ok_or_else(|| ApiError::Malformed("curseur de pagination invalide".into()))?),
         };
-        let region = self.region.as_deref().filter(|r| !r.trim().is_empty()).and_then(|text| {
+        let region = self.region.as_deref().filter(|r| !r.is_empty()).and_then(|text| {
             let found = state.ventes.regions().resolve(text).cloned();
             if found.is_none() {
                 errors.push(FieldError::new(
@@ -162,16 +169,18 @@ impl ListParams {
             found
         });
         let mut date = |name: &str, value: Option<String>| {
-            let text = value.filter(|t| !t.trim().is_empty())?;
-            NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-                .map_err(|_| errors.push(FieldError::new(name, "date au format AAAA-MM-JJ attendue")))
-                .ok()
+            let text = value.filter(|t| !t.is_empty())?;
+            let date = parse_iso_date(&text);
+            if date.is_none() {
+                errors.push(FieldError::new(name, "date au format AAAA-MM-JJ attendue"));
+            }
+            date
         };
         let (from, to) = (date("from", self.from), date("to", self.to));
-        let q = self.q.map(|t| fold(t.trim())).filter(|t| !t.is_empty());
-        if q.as_ref().is_some_and(|t| t.chars().count() > 200) {
-            errors.push(FieldError::new("q", "200 caractères au plus"));
+        if self.q.as_ref().is_some_and(|t| t.chars().count() > MAX_Q_CHARS) {
+            errors.push(FieldError::new("q", format!("{MAX_Q_CHARS} caractères au plus")));
         }
+        let q = self.q.map(|t| fold(t.trim())).filter(|t| !t.is_empty());
         if !errors.is_empty() {
             return Err(ApiError::Invalid(errors));
         }
@@ -179,36 +188,46 @@ impl ListParams {
     }
 }
 
-/// Reads a sale body: the four fields (and an optional `id`), every error named.
+/// Reads a sale body: the four fields (and an optional `id`), every error named, type errors first.
 fn read_vente(state: &AppState, body: &JsonObject) -> Result<(Option<VenteId>, NewVente), ApiError> {
     let mut errors = body.unknown_fields(&["id", "produit", "montant", "dateVente", "region", "updatedAt", "deleted"]);
     let mut texts: [Option<String>; 4] = Default::default();
     for (slot, name) in texts.iter_mut().zip(["produit", "montant", "dateVente", "region"]) {
         match body.member(name) {
             Member::Absent | Member::Null => {}
-            Member::Text(text) => *slot = Some(text),
+            Member::Text(text) => {
+                // A valid amount written another way (" 1500", "1.5e3") is refused as text.
+                if name == "montant" && Montant::parse_plain(&text) == Err(MontantError::NotPlain) {
+                    errors.push(FieldError::new(name, MontantError::NotPlain.to_string()));
+                }
+                *slot = Some(text);
+            }
             Member::Number(text) if name == "montant" => *slot = Some(text.to_owned()),
+            Member::Other if name == "montant" => errors.push(FieldError::new(name, "doit être un nombre ou une chaîne décimale")),
             Member::Number(_) | Member::Other => errors.push(FieldError::new(name, "doit être une chaîne de caractères")),
         }
     }
-    if !matches!(body.member("montant"), Member::Absent | Member::Null | Member::Text(_) | Member::Number(_)) {
-        errors.retain(|e| e.field != "montant");
-        errors.push(FieldError::new("montant", "doit être un nombre ou une chaîne décimale"));
-    }
     let id = match body.member("id") {
         Member::Absent | Member::Null => None,
-        Member::Text(text) => match text.parse::<VenteId>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                errors.push(FieldError::new("id", format!("« {} » n'est pas un UUID", truncate(&text, 64))));
-                None
-            }
-        },
+        Member::Text(text) => VenteId::parse_hyphenated(&text).or_else(|| {
+            errors.push(FieldError::new("id", format!("« {} » n'est pas un UUID", truncate(&text, 64))));
+            None
+        }),
         _ => {
             errors.push(FieldError::new("id", "doit être un UUID en chaîne"));
             None
         }
     };
+    match body.member("updatedAt") {
+        Member::Absent | Member::Null => {}
+        Member::Text(text) if DateTime::parse_from_rfc3339(&text).is_ok() => {}
+        _ => errors.push(FieldError::new("updatedAt", "date-heure RFC 3339 attendue (ce champ est ignoré)")),
+    }
+    match body.0.get("deleted").map(|raw| raw.get().trim()) {
+        None | Some("null" | "false") => {}
+        Some("true") => errors.push(FieldError::new("deleted", "pour supprimer une vente, utilisez DELETE")),
+        Some(_) => errors.push(FieldError::new("deleted", "doit valoir false")),
+    }
     let [produit, montant, date_vente, region] = &texts;
     let fields = VenteFields {
         produit: produit.as_deref(),
@@ -216,18 +235,21 @@ fn read_vente(state: &AppState, body: &JsonObject) -> Result<(Option<VenteId>, N
         date_vente: date_vente.as_deref(),
         region: region.as_deref(),
     };
-    let parsed = NewVente::parse(&fields, state.ventes.regions(), state.ventes.today());
-    let all_fields_reported = |mut found: Vec<FieldError>| {
-        found.extend(errors.iter().cloned());
-        found.sort_by(|a, b| a.field.cmp(&b.field));
-        found.dedup_by(|a, b| a.field == b.field);
-        ApiError::Invalid(found)
-    };
-    match parsed {
+    match NewVente::parse(&fields, state.ventes.regions(), state.ventes.today()) {
         Ok(vente) if errors.is_empty() => Ok((id, vente)),
-        Ok(_) => Err(all_fields_reported(Vec::new())),
-        Err(found) => Err(all_fields_reported(found)),
+        Ok(_) => Err(ApiError::Invalid(one_per_field(errors))),
+        Err(found) => {
+            errors.extend(found);
+            Err(ApiError::Invalid(one_per_field(errors)))
+        }
     }
+}
+
+/// The first error of each field (the stable sort keeps type errors before rule errors), by name.
+fn one_per_field(mut errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors.sort_by(|a, b| a.field.cmp(&b.field));
+    errors.dedup_by(|later, first| later.field == first.field);
+    errors
 }
 
 /// Lists live sales, newest write first.
@@ -238,7 +260,7 @@ fn read_vente(state: &AppState, body: &JsonObject) -> Result<(Option<VenteId>, N
         (status = 422, description = "Filtre invalide", body = ErrorBody),
         (status = 503, description = "Aucune région joignable", body = ErrorBody),
     ))]
-pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Json<VentePage>, ApiError> {
+pub async fn list(State(state): State<AppState>, QueryOf(params): QueryOf<ListParams>) -> Result<Json<VentePage>, ApiError> {
     let query = params.into_query(&state)?;
     let page = state.ventes.list(&query).await?;
     Ok(Json(VentePage { items: page.items.iter().map(VenteJson::from).collect(), next_cursor: page.next.map(|c| c.encode()) }))
@@ -270,19 +292,20 @@ pub async fn create(State(state): State<AppState>, body: JsonObject) -> Result<R
         (status = 404, description = "Vente introuvable ou supprimée", body = ErrorBody),
         (status = 503, description = "Aucune région joignable", body = ErrorBody),
     ))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let vente = state.ventes.get(parse_id(&id)?).await?;
+pub async fn get(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
+    let vente = state.ventes.get(id).await?;
     Ok(with_etag(&vente, StatusCode::OK, false))
 }
 
 /// Replaces a live sale's content. Honours `If-Match`.
 #[utoipa::path(put, path = "/api/ventes/{id}", tag = "ventes", request_body = VenteInput,
     params(("id" = Uuid, Path, description = "Identifiant"),
-           ("If-Match" = Option<String>, Header, description = "ETag attendu (sinon 412)")),
+           IfMatchHeader),
     responses(
         (status = 200, description = "Vente modifiée", body = VenteJson, headers(("ETag" = String, description = "Version"))),
-        (status = 400, description = "Identifiant ou JSON mal formé", body = ErrorBody),
+        (status = 400, description = "Identifiant, If-Match ou JSON mal formé", body = ErrorBody),
         (status = 404, description = "Vente introuvable ou supprimée", body = ErrorBody),
+        (status = 409, description = "L'identifiant du corps diffère de celui de l'adresse", body = ErrorBody),
         (status = 412, description = "If-Match ne correspond pas", body = ErrorBody),
         (status = 413, description = "Corps trop grand (64 Kio)", body = ErrorBody),
         (status = 415, description = "Corps non JSON", body = ErrorBody),
@@ -291,14 +314,17 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     ))]
 pub async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     IfMatch(expect): IfMatch,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     let (body_id, vente) = read_vente(&state, &body)?;
     if body_id.is_some_and(|b| b != id) {
-        return Err(ApiError::invalid("id", "diffère de l'identifiant de l'adresse"));
+        // RFC 9110 §9.3.4: a representation inconsistent with the target resource is a 409.
+        return Err(ApiError::Conflict(
+            "l'identifiant du corps diffère de celui de l'adresse".into(),
+            serde_json::json!({ "id": id.to_string(), "fields": [FieldError::new("id", "diffère de l'identifiant de l'adresse")] }),
+        ));
     }
     let vente = state.ventes.update(id, vente, expect).await?;
     Ok(with_etag(&vente, StatusCode::OK, false))
@@ -307,15 +333,15 @@ pub async fn update(
 /// Deletes a sale (a tombstone that replicates). Honours `If-Match`.
 #[utoipa::path(delete, path = "/api/ventes/{id}", tag = "ventes",
     params(("id" = Uuid, Path, description = "Identifiant"),
-           ("If-Match" = Option<String>, Header, description = "ETag attendu (sinon 412)")),
+           IfMatchHeader),
     responses(
         (status = 204, description = "Vente supprimée"),
-        (status = 400, description = "Identifiant invalide", body = ErrorBody),
+        (status = 400, description = "Identifiant ou If-Match mal formé", body = ErrorBody),
         (status = 404, description = "Vente introuvable ou déjà supprimée", body = ErrorBody),
         (status = 412, description = "If-Match ne correspond pas", body = ErrorBody),
         (status = 503, description = "Aucune région joignable", body = ErrorBody),
     ))]
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, IfMatch(expect): IfMatch) -> Result<StatusCode, ApiError> {
-    state.ventes.delete(parse_id(&id)?, expect).await?;
+pub async fn delete(State(state): State<AppState>, IdPath(id): IdPath, IfMatch(expect): IfMatch) -> Result<StatusCode, ApiError> {
+    state.ventes.delete(id, expect).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -24,7 +24,7 @@ pub struct ErrorBody {
     pub message: String,
     /// For `validation`: the fields at fault. For `conflict`/`precondition_failed`: the current sale's id.
     /// Otherwise null.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, nullable)]
     pub details: serde_json::Value,
 }
 

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
@@ -43,9 +44,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         if std::str::from_utf8(&bytes).is_err() {
             return Err(ApiError::Malformed("le corps n'est pas de l'UTF-8 valide".into()));
         }
-        serde_json::from_slice(&bytes).map(Self).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::Malformed("le corps doit être un objet JSON".into()),
-            _ => ApiError::Malformed(format!("JSON invalide ({e})")),
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+            use serde_json::error::Category;
+            let at = format!("ligne {}, colonne {}", e.line(), e.column());
+            ApiError::Malformed(match e.classify() {
+                Category::Data => "le corps doit être un objet JSON".into(),
+                Category::Eof => format!("JSON incomplet ({at})"),
+                Category::Syntax | Category::Io => format!("JSON invalide ({at})"),
+            })
         })
     }
 }
@@ -72,39 +78,109 @@ impl JsonObject {
         }
     }
 
-    /// Every member not in `known`, as errors naming it.
+    /// Every member not in `known`, as errors naming it (a very long name is cut).
     pub fn unknown_fields(&self, known: &[&str]) -> Vec<FieldError> {
-        self.0.keys().filter(|k| !known.contains(&k.as_str())).map(|k| FieldError::new(k.clone(), "champ inconnu")).collect()
+        self.0.keys().filter(|k| !known.contains(&k.as_str())).map(|k| FieldError::new(truncate(k, 64), "champ inconnu")).collect()
     }
 }
 
-/// `If-Match`: absent, `*`, or a list of entity tags. Weak tags never match (strong comparison).
+/// `If-Match`: absent, `*`, or a comma-separated list of entity tags (RFC 9110 `#entity-tag`,
+/// so empty elements and an empty list are allowed; they match nothing). Weak tags never match
+/// (strong comparison). A value of another form is a 400, not a silent 412.
 pub struct IfMatch(pub Expect);
+
+impl IfMatch {
+    /// The exact syntax accepted, as an ECMA-262 regular expression (for the API document).
+    pub const PATTERN: &str = r#"^[ \t]*(?:\*|(?:(?:W/)?"[\x21\x23-\x7E]*")?(?:[ \t]*,[ \t]*(?:(?:W/)?"[\x21\x23-\x7E]*")?)*)[ \t]*$"#;
+
+    fn parse(value: &str) -> Option<Expect> {
+        const OWS: [char; 2] = [' ', '\t'];
+        let mut rest = value.trim_matches(OWS);
+        if rest == "*" {
+            return Some(Expect::AnyVersion);
+        }
+        let mut tags = Vec::new();
+        loop {
+            rest = rest.trim_start_matches(OWS);
+            if rest.is_empty() {
+                return Some(Expect::OneOf(tags));
+            }
+            if let Some(after_empty_element) = rest.strip_prefix(',') {
+                rest = after_empty_element;
+                continue;
+            }
+            let (weak, quoted) = rest.strip_prefix("W/").map_or((false, rest), |r| (true, r));
+            let quoted = quoted.strip_prefix('"')?;
+            let end = quoted.find('"')?;
+            let tag = &quoted[..end];
+            if !tag.bytes().all(|b| b == 0x21 || (0x23..=0x7e).contains(&b)) {
+                return None;
+            }
+            if !weak {
+                tags.push(tag.to_owned());
+            }
+            rest = quoted[end + 1..].trim_start_matches(OWS);
+            if !rest.is_empty() {
+                rest = rest.strip_prefix(',')?;
+            }
+        }
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let values: Vec<&str> = parts.headers.get_all(IF_MATCH).iter().filter_map(|v| v.to_str().ok()).collect();
-        if parts.headers.get_all(IF_MATCH).iter().next().is_none() {
+        let mut values = Vec::new();
+        for value in parts.headers.get_all(IF_MATCH) {
+            values.push(value.to_str().map_err(|_| bad_if_match())?);
+        }
+        if values.is_empty() {
             return Ok(Self(Expect::Nothing));
         }
-        let mut tags = Vec::new();
-        for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
-            if item == "*" {
-                return Ok(Self(Expect::AnyVersion));
-            }
-            if let Some(tag) = item.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                tags.push(tag.to_owned());
-            }
-        }
-        Ok(Self(Expect::OneOf(tags)))
+        Self::parse(&values.join(", ")).map(Self).ok_or_else(bad_if_match)
     }
 }
 
-/// A sale id from the path; anything but a UUID is a 400.
+fn bad_if_match() -> ApiError {
+    ApiError::Malformed("en-tête If-Match invalide (attendu : * ou une liste d'ETag entre guillemets)".into())
+}
+
+/// A sale id from the path: exactly a hyphenated UUID, else a 400 (JSON, like every error).
+pub struct IdPath(pub VenteId);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::Malformed("identifiant de vente illisible dans l'adresse".into()))?;
+        parse_id(&text).map(Self)
+    }
+}
+
+/// Query parameters; a query string that cannot be read (e.g. a parameter given twice) is a
+/// 400 in our JSON error shape, not axum's plain-text rejection.
+pub struct QueryOf<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await.map_err(|e| {
+            tracing::debug!(error = %e.body_text(), "paramètres de requête refusés");
+            // With text-only parameters, the one way to fail is a parameter given twice.
+            ApiError::Malformed("paramètres illisibles (un paramètre est-il répété ?)".into())
+        })?;
+        Ok(Self(value))
+    }
+}
+
+/// A sale id from the path; anything but a hyphenated UUID is a 400.
 pub fn parse_id(text: &str) -> Result<VenteId, ApiError> {
-    text.parse().map_err(|_| ApiError::Malformed(format!("identifiant de vente invalide « {} » (UUID attendu)", truncate(text, 64))))
+    VenteId::parse_hyphenated(text)
+        .ok_or_else(|| ApiError::Malformed(format!("identifiant de vente invalide « {} » (UUID attendu)", truncate(text, 64))))
 }
 
 /// Cuts user text quoted in messages.
@@ -112,5 +188,28 @@ pub fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_reads_rfc_9110_lists_and_refuses_the_rest() {
+        assert_eq!(IfMatch::parse(" * "), Some(Expect::AnyVersion));
+        assert_eq!(IfMatch::parse(r#""1.dakar""#), Some(Expect::OneOf(vec!["1.dakar".into()])));
+        assert_eq!(IfMatch::parse(r#"W/"x" , "a,b",""  "#), Some(Expect::OneOf(vec!["a,b".into(), String::new()])));
+        assert_eq!(IfMatch::parse(r#" , "a",, "#), Some(Expect::OneOf(vec!["a".into()])));
+        assert_eq!(IfMatch::parse(""), Some(Expect::OneOf(vec![])));
+        let bad = ["null", "1.dakar", r#""a" "b""#, r#""a""b""#, r#""a"#, "*, \"a\"", "w/\"a\"", "\"a\u{7f}\"", "\"é\""];
+        for text in bad {
+            assert_eq!(IfMatch::parse(text), None, "{text}");
+        }
+        let good = ["*", " * ", "", " ", ",", r#""a""#, r#"W/"a""#, r#""a" ,W/"b", "c,d""#, "\t\"!\"\t", r#","a",,"#];
+        let pattern = regex::Regex::new(IfMatch::PATTERN).unwrap();
+        for text in bad.iter().chain(&good) {
+            assert_eq!(pattern.is_match(text), IfMatch::parse(text).is_some(), "the pattern and the parser disagree on {text:?}");
+        }
     }
 }

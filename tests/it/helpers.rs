@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use chrono::{Days, Utc};
 use dsms::app::App;
 use dsms::config::{Config, DatabaseUrl};
 use dsms::testkit::pg::PgCluster;
@@ -124,4 +125,83 @@ impl TestApp {
 pub fn montant_text(body: &str) -> String {
     let start = body.find("\"montant\":").expect("montant in body") + "\"montant\":".len();
     body[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect()
+}
+
+impl TestApp {
+    /// Sends `body` as is, with this `Content-Type` (none when `None`).
+    pub async fn send(&self, method: reqwest::Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+        let mut request = self.http.request(method, self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Every live sale the listing shows, walking `nextCursor` with pages of `limit`; the query
+    /// string `filters` (e.g. `region=dakar`) applies to every page. Asserts each page's shape.
+    pub async fn list_all(&self, filters: &str, limit: u32) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/ventes?limit={limit}&{filters}");
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let response = self.get(&path).await;
+            assert_eq!(response.status(), 200, "{path}");
+            let page: Value = response.json().await.unwrap();
+            let page_items = page["items"].as_array().expect("items").clone();
+            assert!(page_items.len() <= limit as usize, "{path}");
+            items.extend(page_items);
+            match &page["nextCursor"] {
+                Value::Null => return items,
+                Value::String(next) => {
+                    assert_eq!(page["items"].as_array().unwrap().len(), limit as usize, "a page before the last is full");
+                    cursor = Some(next.clone());
+                }
+                other => panic!("nextCursor must be a string or null, got {other}"),
+            }
+        }
+    }
+}
+
+/// A sale body for POST/PUT.
+pub fn vente_body(produit: &str, montant: Value, date: &str, region: &str) -> Value {
+    json!({"produit": produit, "montant": montant, "dateVente": date, "region": region})
+}
+
+/// Asserts an error answer: this status, JSON `{error, message, details}` with exactly these keys,
+/// this code and a non-empty (French) message. Returns the body.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str, context: &str) -> Value {
+    assert_eq!(response.status(), status, "{context}");
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/json"), "{context}");
+    let body: Value = response.json().await.unwrap();
+    let keys: Vec<&str> = body.as_object().expect("an object").keys().map(String::as_str).collect();
+    assert_eq!(keys, ["details", "error", "message"], "{context}: {body}");
+    assert_eq!(body["error"], code, "{context}: {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{context}: {body}");
+    body
+}
+
+/// The field names of a validation error's `details.fields`.
+pub fn error_fields(body: &Value) -> Vec<String> {
+    body["details"]["fields"]
+        .as_array()
+        .map(|fields| fields.iter().map(|f| f["field"].as_str().expect("field name").to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Today ± `days`, as `YYYY-MM-DD` (the server's "today" is UTC too).
+pub fn day(days: i64) -> String {
+    let today = Utc::now().date_naive();
+    let date = if days >= 0 { today + Days::new(days as u64) } else { today - Days::new(days.unsigned_abs()) };
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// POSTs `body`, asserts 201, returns the sale.
+pub async fn create(app: &TestApp, body: &Value) -> Value {
+    let response = app.post_json("/api/ventes", body).await;
+    assert_eq!(response.status(), 201, "{body}");
+    response.json().await.unwrap()
 }

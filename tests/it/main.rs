@@ -2,10 +2,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod bad_input;
 mod browser;
+mod cli;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod openapi;
 mod pages;
+mod pg_indexes;
+mod props;
 mod sync;
 mod sync_api;
 mod sync_cases;
