@@ -45,7 +45,7 @@ pub struct Analytics {
     pub today: NaiveDate,
     /// Configured regions first (in order, even without sales), then any other `region` value found.
     pub regions: Vec<RegionAnalytics>,
-    /// All regions together (`recent` left empty).
+    /// All regions together (`recent`: the newest writes overall).
     pub all: RegionAnalytics,
 }
 
@@ -92,6 +92,13 @@ fn region_figures(region: RegionName, sales: Option<&RegionSales>, today: NaiveD
     }
 }
 
+/// The `RECENT` newest writes, newest first (the listing order: `updated_at`, then id).
+fn newest<'a>(ventes: impl Iterator<Item = &'a Vente>) -> Vec<Vente> {
+    let mut all: Vec<&Vente> = ventes.collect();
+    all.sort_by_key(|v| std::cmp::Reverse((v.updated_at, v.id)));
+    all.into_iter().take(RECENT as usize).cloned().collect()
+}
+
 /// Builds the answer from one region's aggregates.
 pub fn summarize(
     configured: &Regions,
@@ -122,7 +129,8 @@ pub fn summarize(
         today_count: regions.iter().map(|r| r.today_count).sum(),
         today_total: cents(regions.iter().map(|r| r.today_total).sum()),
         per_day,
-        recent: Vec::new(),
+        // Each region's newest hold the newest overall.
+        recent: newest(regions.iter().flat_map(|r| r.recent.iter())),
     };
     Analytics { source, computed_at, today, regions, all }
 }

@@ -467,7 +467,10 @@ impl Monitor {
                     () = tokio::time::sleep(COALESCE) => {}
                     () = self.urgent.notified() => {}
                 }
-                self.flush().await;
+                // In its own task: a shutdown never drops a save half-way (the last flush below
+                // waits for it, then saves whatever came after).
+                let monitor = Arc::clone(&self);
+                let _ = tokio::spawn(async move { monitor.flush().await }).await;
             }
         };
         tokio::select! {

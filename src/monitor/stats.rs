@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::RegionName;
 use crate::sync::report::{RoundReport, RoundStatus};
@@ -16,6 +16,11 @@ use crate::ventes::WriteKind;
 pub const HISTORY_KEPT: usize = 1000;
 /// Rounds shown by `/api/stats` (the guide's "10 dernières synchronisations").
 pub const HISTORY_SHOWN: usize = 10;
+
+/// Times are kept to the millisecond, as shown and as saved.
+fn ms(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.trunc_subsecs(3)
+}
 
 /// One round in the history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +38,7 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     pub fn of(report: &RoundReport) -> Self {
         Self {
-            started_at: report.started_at,
+            started_at: ms(report.started_at),
             status: report.status,
             duration: report.duration,
             error: report.error_summary(),
@@ -192,7 +197,7 @@ impl Stats {
             RoundStatus::Success => self.counters.successful_syncs += 1,
             RoundStatus::Partial | RoundStatus::Failed => self.counters.failed_syncs += 1,
         }
-        self.last_sync = Some((report.started_at, report.duration));
+        self.last_sync = Some((ms(report.started_at), report.duration));
         self.last_sync_dirty = true;
         self.history.push_front(HistoryEntry::of(report));
         self.history.truncate(HISTORY_KEPT);
@@ -209,7 +214,7 @@ impl Stats {
 
     pub fn region_reached(&mut self, index: usize, at: DateTime<Utc>) {
         if let Some((_, region)) = self.regions.get_mut(index) {
-            region.last_access = region.last_access.max(Some(at));
+            region.last_access = region.last_access.max(Some(ms(at)));
             self.dirty_regions[index] = true;
         }
     }
@@ -217,7 +222,7 @@ impl Stats {
     pub fn region_failed(&mut self, index: usize, at: DateTime<Utc>, cause: &str) {
         if let Some((_, region)) = self.regions.get_mut(index) {
             region.errors += 1;
-            region.last_error = Some((at, cause.to_owned()));
+            region.last_error = Some((ms(at), cause.to_owned()));
             self.dirty_regions[index] = true;
         }
     }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod monitor_api;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::monitor::{Monitor, NotReady};
 use crate::ventes::Ventes;
 use error::ApiError;
 
@@ -28,6 +30,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub ventes: Arc<Ventes>,
+    pub monitor: Arc<Monitor>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,11 +40,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::serve).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
+        .merge(monitor_api::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("panic".into()).into_response()))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), monitor_api::track_http))
         .with_state(state)
 }
 
@@ -59,15 +64,16 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// At least one region answers (migrations ran at start-up).
+/// At least one region answers and its migrations have run.
 #[utoipa::path(get, path = "/readyz", tag = "monitoring",
-    responses((status = 200, description = "Au moins une région joignable", body = String),
-              (status = 503, description = "Aucune région joignable", body = error::ErrorBody)))]
+    responses((status = 200, description = "Au moins une région joignable et migrée", body = String),
+              (status = 503, description = "Aucune région joignable, ou migrations en attente", body = error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, &'static str), ApiError> {
-    let pings = futures::future::join_all(state.ventes.stores().iter().map(|s| s.ping())).await;
-    if pings.iter().any(Result::is_ok) {
-        Ok((StatusCode::OK, "ready"))
-    } else {
-        Err(ApiError::Unavailable("aucune région n'est joignable".into()))
+    match state.monitor.ready().await {
+        Ok(()) => Ok((StatusCode::OK, "ready")),
+        Err(NotReady::NoRegionReachable) => Err(ApiError::Unavailable("aucune région n'est joignable".into())),
+        Err(NotReady::MigrationsPending) => {
+            Err(ApiError::Unavailable("migrations en attente : aucune région joignable n'est encore à jour".into()))
+        }
     }
 }

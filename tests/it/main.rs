@@ -4,3 +4,4 @@
 mod api;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod monitor;
