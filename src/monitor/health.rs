@@ -91,6 +91,8 @@ pub struct Change {
     pub from: Status,
     pub to: Status,
     pub reason: Option<String>,
+    /// The region's first contact: its initial status, not a change of health.
+    pub first: bool,
 }
 
 /// The runtime health of one region.
@@ -148,6 +150,7 @@ impl RegionHealth {
 
     /// Takes a contact into account; returns the status change, if any.
     pub fn observe(&mut self, contact: &Contact, at: DateTime<Utc>, thresholds: &Thresholds) -> Option<Change> {
+        let first = self.reachable.is_none();
         match contact {
             Contact::Reached { latency, clock_offset, round } => {
                 self.reachable = Some(true);
@@ -173,7 +176,7 @@ impl RegionHealth {
             self.outages.pop_front();
         }
         let (status, reason) = self.assess(thresholds);
-        let change = (status != self.status).then(|| Change { from: self.status, to: status, reason: reason.clone() });
+        let change = (status != self.status || first).then(|| Change { from: self.status, to: status, reason: reason.clone(), first });
         self.status = status;
         self.reason = reason;
         change

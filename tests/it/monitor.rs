@@ -481,6 +481,26 @@ async fn metrics_follow_the_prometheus_text_format() {
     assert_eq!(value("dsms_cache_misses_total", r#"cache="analytics""#), Some(1.0));
     assert_eq!(value("dsms_cache_hits_total", r#"cache="analytics""#), Some(1.0));
     assert!(!text.contains(id), "raw URLs never become labels");
+    promtool_check(&text);
+}
+
+/// `promtool check metrics` (Debian package `prometheus`) when installed: the reference linter.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: the exposition was checked by the test's own parser only");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}");
 }
 
 /// Parses the text exposition format strictly enough to catch mistakes: every sample belongs to a
