@@ -231,3 +231,56 @@ fn history_entry((started_at, status, us, error, rows, conflicts): HistoryRow, r
         conflicts: u64::try_from(conflicts).unwrap_or(0),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ventes::WriteKind;
+
+    fn regions() -> Regions {
+        Regions::new(vec![RegionName::new("Dakar"), RegionName::new("Saint-Louis")])
+    }
+
+    fn entry(n: u64) -> HistoryEntry {
+        HistoryEntry {
+            started_at: DateTime::from_timestamp_micros(1_764_000_000_000_000 + i64::try_from(n).unwrap() * 1000).unwrap(),
+            status: if n % 2 == 0 { RoundStatus::Success } else { RoundStatus::Partial },
+            duration: Duration::from_micros(1234 + n),
+            error: (n % 2 == 1).then(|| format!("Dakar : panne {n}")),
+            rows_applied: vec![(RegionName::new("Dakar"), n), (RegionName::new("Saint-Louis"), 0)],
+            conflicts: n % 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn statistics_reload_exactly_and_the_history_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).await.unwrap();
+        let mut stats = db.load(&regions()).await.unwrap();
+        stats.record_write(WriteKind::Created);
+        stats.region_failed(1, Utc::now(), "connexion refusée");
+        stats.region_reached(0, Utc::now());
+        let mut unsaved = stats.take_unsaved();
+        unsaved.history = (0..HISTORY_KEPT as u64 + 5).map(entry).collect();
+        unsaved.counters.total_syncs = HISTORY_KEPT as u64 + 5;
+        db.save(&unsaved).await.unwrap();
+        assert_eq!(db.history_rows().await.unwrap(), HISTORY_KEPT as u64);
+
+        // A second process on the same file adds to the counters instead of overwriting them.
+        let other = StateDb::open(dir.path()).await.unwrap();
+        let mut theirs = other.load(&regions()).await.unwrap();
+        theirs.record_write(WriteKind::Created);
+        theirs.region_failed(1, Utc::now(), "délai dépassé");
+        other.save(&theirs.take_unsaved()).await.unwrap();
+
+        let loaded = db.load(&regions()).await.unwrap();
+        assert_eq!((loaded.counters.ventes_crees, loaded.counters.total_syncs), (2, HISTORY_KEPT as u64 + 5));
+        assert_eq!(loaded.regions[1].1.errors, 2);
+        assert_eq!(loaded.regions[1].1.last_error.as_ref().unwrap().1, "délai dépassé");
+        assert!(loaded.regions[0].1.last_access.is_some() && loaded.regions[0].1.last_error.is_none());
+        let history = loaded.history(usize::MAX);
+        assert_eq!(history.len(), HISTORY_KEPT);
+        assert_eq!(history[0], entry(HISTORY_KEPT as u64 + 4), "newest first, every field as saved");
+        assert_eq!(history[HISTORY_KEPT - 1], entry(5));
+    }
+}

@@ -70,6 +70,7 @@ pub struct StatsJson {
     #[schema(example = 95.6)]
     pub success_rate: f64,
     /// Start of the last round (ISO-8601, UTC); null before the first round.
+    #[schema(required = true)]
     pub last_sync_time: Option<DateTime<Utc>>,
     /// Duration of the last round in milliseconds; 0 before the first round.
     #[schema(example = 234)]
@@ -121,18 +122,25 @@ pub struct RegionJson {
     /// Failed contacts (sync rounds and health probes) since the first start.
     pub errors: u64,
     /// Last successful contact (ISO-8601, UTC); null if never reached.
+    #[schema(required = true)]
     pub last_access: Option<DateTime<Utc>>,
     /// Why the region is WARNING or OFFLINE (French); null when ONLINE.
+    #[schema(required = true)]
     pub status_reason: Option<String>,
     /// Cause of the last failed contact (French); null if none ever failed.
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// Live sales in this region's database at the last probe; null if not counted yet.
+    #[schema(required = true)]
     pub ventes: Option<u64>,
     /// Changes this region holds that another region has not received yet (last round); null before one.
+    #[schema(required = true)]
     pub pending: Option<u64>,
     /// Round trip of the last successful contact, in milliseconds.
+    #[schema(required = true)]
     pub latency_ms: Option<f64>,
     /// The database clock minus this server's, in milliseconds (corrected by half the round trip).
+    #[schema(required = true)]
     pub clock_offset_ms: Option<i64>,
     /// An outage drill is on: the server treats the region as unreachable.
     pub drill: bool,
@@ -151,6 +159,7 @@ pub struct HistoryJson {
     #[schema(example = 234)]
     pub duration: u64,
     /// Which regions failed and why (French); null on success.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Rows written into each region by the round, keyed by region.
     #[schema(value_type = std::collections::HashMap<String, u64>)]

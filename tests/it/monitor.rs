@@ -564,5 +564,12 @@ async fn the_openapi_document_describes_the_monitoring_api() {
         assert!(stats[key].is_object(), "{key}");
     }
     assert_eq!(stats["regions"]["additionalProperties"]["$ref"], "#/components/schemas/RegionJson");
+    // Every member is always present (null when unknown): all are required.
+    for schema in ["StatsJson", "RegionJson", "HistoryJson"] {
+        let s = &doc["components"]["schemas"][schema];
+        let required: HashSet<&str> = s["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let properties: HashSet<&str> = s["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(required, properties, "{schema}");
+    }
     assert_eq!(doc["components"]["schemas"]["StatusJson"]["enum"], json!(["ONLINE", "WARNING", "OFFLINE"]));
 }
