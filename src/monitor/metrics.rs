@@ -8,6 +8,7 @@ use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use super::stats::status_name;
 use crate::domain::Regions;
 use crate::sync::report::{RoundReport, RoundStatus};
 
@@ -46,14 +47,6 @@ impl CacheName {
             Self::Analytics => "analytics",
             Self::TotalVentes => "total_ventes",
         }
-    }
-}
-
-fn status_label(status: RoundStatus) -> &'static str {
-    match status {
-        RoundStatus::Success => "success",
-        RoundStatus::Partial => "partial",
-        RoundStatus::Failed => "failed",
     }
 }
 
@@ -107,7 +100,7 @@ impl Metrics {
         registry.register(Box::new(cache_hits.clone()))?;
         registry.register(Box::new(cache_misses.clone()))?;
         for status in [RoundStatus::Success, RoundStatus::Partial, RoundStatus::Failed] {
-            rounds.with_label_values(&[status_label(status)]);
+            rounds.with_label_values(&[status_name(status)]);
         }
         for region in regions.iter() {
             region_up.with_label_values(&[region.as_str()]);
@@ -134,7 +127,7 @@ impl Metrics {
     }
 
     pub fn record_round(&self, report: &RoundReport) {
-        self.rounds.with_label_values(&[status_label(report.status)]).inc();
+        self.rounds.with_label_values(&[status_name(report.status)]).inc();
         self.round_duration.observe(report.duration.as_secs_f64());
         for pair in report.pairs.iter().filter(|p| p.rows_applied > 0) {
             self.rows_applied.with_label_values(&[pair.source.as_str(), pair.target.as_str()]).inc_by(pair.rows_applied);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::stats::{Counters, HISTORY_KEPT, HistoryEntry, RegionStats, Stats, Unsaved};
+use super::stats::{Counters, HISTORY_KEPT, HistoryEntry, RegionStats, Stats, Unsaved, status_name, status_named};
 use crate::domain::{RegionName, Regions};
 use crate::sync::report::RoundStatus;
 
@@ -38,22 +38,6 @@ fn time(micros: i64) -> Option<DateTime<Utc>> {
 
 fn duration_us(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn status_text(status: RoundStatus) -> &'static str {
-    match status {
-        RoundStatus::Success => "success",
-        RoundStatus::Partial => "partial",
-        RoundStatus::Failed => "failed",
-    }
-}
-
-fn status_of(text: &str) -> RoundStatus {
-    match text {
-        "success" => RoundStatus::Success,
-        "partial" => RoundStatus::Partial,
-        _ => RoundStatus::Failed,
-    }
 }
 
 type HistoryRow = (i64, String, i64, Option<String>, String, i64);
@@ -188,7 +172,7 @@ impl StateDb {
                 "INSERT INTO sync_history (started_at, status, duration_us, error, rows_applied, conflicts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .bind(micros(entry.started_at))
-            .bind(status_text(entry.status))
+            .bind(status_name(entry.status))
             .bind(duration_us(entry.duration))
             .bind(entry.error.as_deref())
             .bind(rows)
@@ -224,7 +208,7 @@ fn history_entry((started_at, status, us, error, rows, conflicts): HistoryRow, r
         rows.into_iter().map(|(name, n)| (regions.resolve(&name).cloned().unwrap_or_else(|| RegionName::new(&name)), n)).collect();
     Some(HistoryEntry {
         started_at: time(started_at)?,
-        status: status_of(&status),
+        status: status_named(&status).unwrap_or(RoundStatus::Failed),
         duration: Duration::from_micros(u64::try_from(us).unwrap_or(0)),
         error,
         rows_applied,

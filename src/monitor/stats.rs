@@ -17,6 +17,20 @@ pub const HISTORY_KEPT: usize = 1000;
 /// Rounds shown by `/api/stats` (the guide's "10 dernières synchronisations").
 pub const HISTORY_SHOWN: usize = 10;
 
+/// A round status as the API, the metrics and the state database name it.
+pub fn status_name(status: RoundStatus) -> &'static str {
+    match status {
+        RoundStatus::Success => "success",
+        RoundStatus::Partial => "partial",
+        RoundStatus::Failed => "failed",
+    }
+}
+
+/// The status named `name` (`status_name`'s inverse).
+pub fn status_named(name: &str) -> Option<RoundStatus> {
+    [RoundStatus::Success, RoundStatus::Partial, RoundStatus::Failed].into_iter().find(|s| status_name(*s) == name)
+}
+
 /// Times are kept to the millisecond, as shown and as saved.
 fn ms(time: DateTime<Utc>) -> DateTime<Utc> {
     time.trunc_subsecs(3)

@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
-use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente};
-use super::{Backend, DaySales, Limits, ListQuery, LocalWrite, Page, RegionSales, Store, StoreError, WriteOutcome};
+use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente, region_sales};
+use super::{Backend, Limits, ListQuery, LocalWrite, Page, RegionSales, Store, StoreError, WriteOutcome};
 use crate::domain::vente::to_micros;
 use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
@@ -325,18 +325,8 @@ impl Store for PgStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(self.err())?;
-                let per_day = days
-                    .iter()
-                    .filter(|d| d.0 == region)
-                    .map(|&(_, date, count, total)| DaySales { date, count: u64::try_from(count).unwrap_or(0), total })
-                    .collect();
-                out.push(RegionSales {
-                    region: RegionName::new(&region),
-                    count: u64::try_from(count).unwrap_or(0),
-                    total,
-                    per_day,
-                    recent: rows.iter().map(|r| self.vente(r)).collect::<Result<_, _>>()?,
-                });
+                let recent = rows.iter().map(|r| self.vente(r)).collect::<Result<_, _>>()?;
+                out.push(region_sales(&region, count, total, &days, recent));
             }
             tx.commit().await.map_err(self.err())?;
             Ok(out)

@@ -11,8 +11,8 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente};
-use super::{Backend, DaySales, Limits, ListQuery, LocalWrite, Page, RegionSales, Store, StoreError, WriteOutcome};
+use super::row::{VenteRow, decide, dedupe_by_id, first_of, like_pattern, local_vente, region_sales};
+use super::{Backend, Limits, ListQuery, LocalWrite, Page, RegionSales, Store, StoreError, WriteOutcome};
 use crate::domain::vente::to_micros;
 use crate::domain::{NewVente, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
@@ -310,6 +310,7 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(self.err())?;
+            let days: Vec<_> = days.into_iter().map(|(region, date, count, cents)| (region, date, count, Decimal::new(cents, 2))).collect();
             let mut out = Vec::with_capacity(totals.len());
             for (region, count, cents) in totals {
                 let rows = sqlx::query(&format!(
@@ -320,22 +321,8 @@ impl Store for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(self.err())?;
-                let per_day = days
-                    .iter()
-                    .filter(|d| d.0 == region)
-                    .map(|&(_, date, count, cents)| DaySales {
-                        date,
-                        count: u64::try_from(count).unwrap_or(0),
-                        total: Decimal::new(cents, 2),
-                    })
-                    .collect();
-                out.push(RegionSales {
-                    region: RegionName::new(&region),
-                    count: u64::try_from(count).unwrap_or(0),
-                    total: Decimal::new(cents, 2),
-                    per_day,
-                    recent: rows.iter().map(|r| self.vente(r)).collect::<Result<_, _>>()?,
-                });
+                let recent = rows.iter().map(|r| self.vente(r)).collect::<Result<_, _>>()?;
+                out.push(region_sales(&region, count, Decimal::new(cents, 2), &days, recent));
             }
             tx.commit().await.map_err(self.err())?;
             Ok(out)
