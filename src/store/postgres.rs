@@ -308,7 +308,7 @@ impl Store for PgStore {
             .map_err(self.err())?;
             let days: Vec<(String, NaiveDate, i64, Decimal)> = sqlx::query_as(
                 "SELECT region, date_vente, count(*), sum(montant) FROM vente \
-                 WHERE deleted = false AND date_vente BETWEEN $1 AND $2 GROUP BY date_vente, region ORDER BY date_vente, region",
+                 WHERE deleted = false AND date_vente BETWEEN $1 AND $2 GROUP BY region, date_vente ORDER BY region, date_vente",
             )
             .bind(since)
             .bind(today)

@@ -303,7 +303,7 @@ impl Store for SqliteStore {
                     .map_err(self.err())?;
             let days: Vec<(String, NaiveDate, i64, i64)> = sqlx::query_as(
                 "SELECT region, date_vente, count(*), sum(montant) FROM vente \
-                 WHERE deleted = 0 AND date_vente >= ?1 AND date_vente <= ?2 GROUP BY date_vente, region ORDER BY date_vente, region",
+                 WHERE deleted = 0 AND date_vente >= ?1 AND date_vente <= ?2 GROUP BY region, date_vente ORDER BY region, date_vente",
             )
             .bind(since)
             .bind(today)
