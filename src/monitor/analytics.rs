@@ -2,18 +2,23 @@
 //! aggregates into the per-region figures (exact totals, averages rounded to the cent, every day
 //! of the window), and the moka caches keyed by the data generation: every local write and every
 //! round that applied rows starts a new generation, so nothing computed before a change is served
-//! after it, even when a computation was in flight during the change. Leaves: SQL (store/), JSON (web/).
+//! after it, even when a computation was in flight during the change; and the monitor's cached
+//! reads (`totalVentes`, analytics) from the first reachable region. Leaves: SQL (store/), JSON (web/).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use moka::future::Cache;
 use rust_decimal::{Decimal, RoundingStrategy};
 
+use super::health::Status;
+use super::metrics::CacheName;
+use super::{Monitor, MonitorError};
 use crate::domain::{RegionName, Regions, Vente};
-use crate::store::{DaySales, RegionSales};
+use crate::store::{DaySales, RegionSales, Store};
 
 /// Days in the per-day series, today included.
 pub const DAYS: u32 = 30;
@@ -189,6 +194,66 @@ impl Caches {
             return Ok((found, CacheOutcome::Hit));
         }
         self.total_ventes.try_get_with(generation, compute).await.map(|v| (v, CacheOutcome::Miss))
+    }
+}
+
+/// The cached reads of the monitor: `totalVentes` and the analytics.
+impl Monitor {
+    /// Indices of regions in configuration order, those not known to be OFFLINE first.
+    fn read_order(&self, include_offline: bool) -> Vec<usize> {
+        let state = self.state();
+        let offline = |i: &usize| state.health[*i].status == Status::Offline;
+        let mut order: Vec<usize> = (0..self.gates.len()).filter(|i| !offline(i)).collect();
+        if include_offline {
+            order.extend((0..self.gates.len()).filter(offline));
+        }
+        order
+    }
+
+    /// Live sales in the first reachable region, cached until the data changes; when no region
+    /// answers, the last value known.
+    pub async fn total_ventes(&self) -> u64 {
+        let count = async {
+            for i in self.read_order(false) {
+                match self.gates[i].count_live().await {
+                    Ok(n) => return Ok(n),
+                    Err(e) => tracing::debug!(region = %self.gates[i].region(), error = %e, "comptage impossible"),
+                }
+            }
+            Err(MonitorError::NoRegionReachable)
+        };
+        match self.caches.total_ventes(self.generation(), count).await {
+            Ok((n, outcome)) => {
+                self.metrics.cache(CacheName::TotalVentes, outcome == CacheOutcome::Hit);
+                self.last_total.store(n, Ordering::Relaxed);
+                n
+            }
+            Err(_) => self.last_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sales analytics from the first reachable region, cached until the data changes.
+    pub async fn analytics(&self) -> Result<(Arc<Analytics>, CacheOutcome), MonitorError> {
+        let today = (self.clock)().date_naive();
+        let compute = async {
+            for i in self.read_order(true) {
+                match self.gates[i].analytics(window_start(today), today, RECENT).await {
+                    Ok(rows) => {
+                        let source = self.gates[i].region().clone();
+                        return Ok(Arc::new(summarize(&self.regions, source, &rows, today, (self.clock)())));
+                    }
+                    Err(e) if e.is_unavailable() => continue,
+                    Err(e) => return Err(MonitorError::Store(e)),
+                }
+            }
+            Err(MonitorError::NoRegionReachable)
+        };
+        let (answer, outcome) = self.caches.analytics(self.generation(), today, compute).await.map_err(|e| match &*e {
+            MonitorError::NoRegionReachable => MonitorError::NoRegionReachable,
+            other => MonitorError::Internal(other.to_string()),
+        })?;
+        self.metrics.cache(CacheName::Analytics, outcome == CacheOutcome::Hit);
+        Ok((answer, outcome))
     }
 }
 

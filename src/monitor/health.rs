@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::domain::RegionName;
 use crate::store::Store;
 use crate::sync::clock::WallClock;
+use crate::sync::report::RoundReport;
 
 /// A region's status, as the guide names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +212,34 @@ impl RegionHealth {
         }
         if reasons.is_empty() { (Status::Online, None) } else { (Status::Warning, Some(reasons.join(" ; "))) }
     }
+}
+
+/// What a round says of each region it names: a failed contact, or a reached one with its
+/// pending changes and the errors of pairs between two reached regions touching it (a pair that
+/// failed because the other side was down is that side's error, not this one's).
+pub fn round_contacts(report: &RoundReport) -> Vec<(RegionName, Contact)> {
+    let reached = |r: &RegionName| report.regions.iter().any(|o| o.region == *r && o.reached());
+    report
+        .regions
+        .iter()
+        .map(|outcome| {
+            let contact = match &outcome.error {
+                Some(cause) => Contact::Failed { cause: cause.clone() },
+                None => {
+                    let errors: Vec<String> = report
+                        .pairs
+                        .iter()
+                        .filter(|p| (p.source == outcome.region || p.target == outcome.region) && reached(&p.source) && reached(&p.target))
+                        .filter_map(|p| p.error.as_ref().map(|e| format!("{} → {} : {e}", p.source, p.target)))
+                        .collect();
+                    let pair_errors = (!errors.is_empty()).then(|| errors.join(" ; "));
+                    let round = Some(RoundPart { pending: outcome.pending, pair_errors });
+                    Contact::Reached { latency: outcome.latency, clock_offset: None, round }
+                }
+            };
+            (outcome.region.clone(), contact)
+        })
+        .collect()
 }
 
 /// Probes a region: one round trip reading its clock. The offset is its clock minus ours at the

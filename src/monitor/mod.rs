@@ -5,7 +5,8 @@
 //! Leaves: HTTP (web/monitor_api.rs), SQL of the regions (store/), running rounds (sync/).
 //!
 //! Parts: stats.rs (counters, history), persist.rs (state database), health.rs (status rules,
-//! probes), drill.rs (the outage seam), analytics.rs (figures and caches), metrics.rs (Prometheus).
+//! probes, what a round says of each region), drill.rs (the outage seam), analytics.rs (figures,
+//! caches and the cached reads), metrics.rs (Prometheus).
 
 pub mod analytics;
 pub mod drill;
@@ -30,10 +31,10 @@ use crate::store::{Backend, Store, StoreError};
 use crate::sync::clock::WallClock;
 use crate::sync::report::RoundReport;
 use crate::ventes::{WriteKind, WriteListener};
-use analytics::{Analytics, CacheOutcome, Caches};
+use analytics::Caches;
 use drill::GatedStore;
-use health::{Contact, RegionHealth, RoundPart, Status, Thresholds};
-use metrics::{CacheName, Metrics};
+use health::{Contact, RegionHealth, Status, Thresholds};
+use metrics::Metrics;
 use persist::{StateDb, StateError};
 use stats::{Counters, HISTORY_SHOWN, HistoryEntry, Stats};
 
@@ -189,29 +190,10 @@ impl Monitor {
         {
             let mut state = self.state();
             state.stats.record_round(report);
-            for outcome in &report.regions {
-                let Some(i) = self.index(&outcome.region) else { continue };
-                let contact = match &outcome.error {
-                    Some(cause) => Contact::Failed { cause: cause.clone() },
-                    None => {
-                        let reached = |r: &RegionName| report.regions.iter().any(|o| o.region == *r && o.reached());
-                        let errors: Vec<String> = report
-                            .pairs
-                            .iter()
-                            .filter(|p| {
-                                (p.source == outcome.region || p.target == outcome.region) && reached(&p.source) && reached(&p.target)
-                            })
-                            .filter_map(|p| p.error.as_ref().map(|e| format!("{} → {} : {e}", p.source, p.target)))
-                            .collect();
-                        let pair_errors = (!errors.is_empty()).then(|| errors.join(" ; "));
-                        Contact::Reached {
-                            latency: outcome.latency,
-                            clock_offset: None,
-                            round: Some(RoundPart { pending: outcome.pending, pair_errors }),
-                        }
-                    }
-                };
-                self.observe(&mut state, i, &contact, at, false);
+            for (region, contact) in health::round_contacts(report) {
+                if let Some(i) = self.index(&region) {
+                    self.observe(&mut state, i, &contact, at, false);
+                }
             }
         }
         if report.rows_applied() > 0 {
@@ -303,39 +285,6 @@ impl Monitor {
         self.observe(&mut state, i, &contact, at, true);
     }
 
-    /// Indices of regions in configuration order, those not known to be OFFLINE first.
-    fn read_order(&self, include_offline: bool) -> Vec<usize> {
-        let state = self.state();
-        let offline = |i: &usize| state.health[*i].status == Status::Offline;
-        let mut order: Vec<usize> = (0..self.gates.len()).filter(|i| !offline(i)).collect();
-        if include_offline {
-            order.extend((0..self.gates.len()).filter(offline));
-        }
-        order
-    }
-
-    /// Live sales in the first reachable region, cached until the data changes; when no region
-    /// answers, the last value known.
-    pub async fn total_ventes(&self) -> u64 {
-        let count = async {
-            for i in self.read_order(false) {
-                match self.gates[i].count_live().await {
-                    Ok(n) => return Ok(n),
-                    Err(e) => tracing::debug!(region = %self.gates[i].region(), error = %e, "comptage impossible"),
-                }
-            }
-            Err(MonitorError::NoRegionReachable)
-        };
-        match self.caches.total_ventes(self.generation(), count).await {
-            Ok((n, outcome)) => {
-                self.metrics.cache(CacheName::TotalVentes, outcome == CacheOutcome::Hit);
-                self.last_total.store(n, Ordering::Relaxed);
-                n
-            }
-            Err(_) => self.last_total.load(Ordering::Relaxed),
-        }
-    }
-
     /// Everything `/api/stats` shows.
     pub async fn stats(&self) -> StatsSnapshot {
         let total_ventes = self.total_ventes().await;
@@ -371,30 +320,6 @@ impl Monitor {
     /// The newest rounds, newest first (at most 1,000 are kept).
     pub fn history(&self, limit: usize) -> Vec<HistoryEntry> {
         self.state().stats.history(limit)
-    }
-
-    /// Sales analytics from the first reachable region, cached until the data changes.
-    pub async fn analytics(&self) -> Result<(Arc<Analytics>, CacheOutcome), MonitorError> {
-        let today = (self.clock)().date_naive();
-        let compute = async {
-            for i in self.read_order(true) {
-                match self.gates[i].analytics(analytics::window_start(today), today, analytics::RECENT).await {
-                    Ok(rows) => {
-                        let source = self.gates[i].region().clone();
-                        return Ok(Arc::new(analytics::summarize(&self.regions, source, &rows, today, (self.clock)())));
-                    }
-                    Err(e) if e.is_unavailable() => continue,
-                    Err(e) => return Err(MonitorError::Store(e)),
-                }
-            }
-            Err(MonitorError::NoRegionReachable)
-        };
-        let (answer, outcome) = self.caches.analytics(self.generation(), today, compute).await.map_err(|e| match &*e {
-            MonitorError::NoRegionReachable => MonitorError::NoRegionReachable,
-            other => MonitorError::Internal(other.to_string()),
-        })?;
-        self.metrics.cache(CacheName::Analytics, outcome == CacheOutcome::Hit);
-        Ok((answer, outcome))
     }
 
     /// Starts (`down`) or lifts an outage drill on a region named loosely (`saint louis`), probes

@@ -1,6 +1,7 @@
 //! HTTP: the router, its shared state and layers. Owns: routes, body and time limits, JSON
 //! fallbacks for unknown routes and methods. Leaves: handlers (api.rs), errors (error.rs).
 
+pub mod analytics_api;
 pub mod api;
 pub mod error;
 pub mod extract;

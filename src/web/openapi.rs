@@ -4,16 +4,16 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::error::ErrorBody;
-use super::{api, monitor_api as m};
+use super::{analytics_api as a, api, monitor_api as m};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dsms", description = "Gestion des ventes multi-régions : API JSON"),
     paths(api::list, api::create, api::get, api::update, api::delete, super::healthz, super::readyz, serve,
-          m::stats, m::stats_history, m::analytics, m::drill, m::prometheus),
+          m::stats, m::stats_history, a::analytics, m::drill, m::prometheus),
     components(schemas(api::VenteJson, api::VenteInput, api::VentePage, ErrorBody,
                        m::StatsJson, m::RegionJson, m::StatusJson, m::HistoryJson, m::RoundStatusJson,
-                       m::AnalyticsJson, m::RegionAnalyticsJson, m::TodayJson, m::DayJson, m::DrillInput, m::DrillJson)),
+                       a::AnalyticsJson, a::RegionAnalyticsJson, a::TodayJson, a::DayJson, m::DrillInput, m::DrillJson)),
     tags((name = "ventes", description = "Ventes"), (name = "monitoring", description = "Santé et supervision"))
 )]
 pub struct ApiDoc;
