@@ -284,6 +284,39 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_pair_is_held_against_reached_regions_only() {
+        use crate::sync::report::{PairOutcome, RegionOutcome, RoundStatus};
+        let name = RegionName::new;
+        let outcome = |r: &str, error: Option<&str>| RegionOutcome {
+            region: name(r),
+            error: error.map(str::to_owned),
+            latency: None,
+            rows_applied: 0,
+            pending: 7,
+        };
+        let pair =
+            |s: &str, t: &str| PairOutcome {
+                source: name(s), target: name(t), rows_read: 0, rows_applied: 0, error: Some("délai".into())
+            };
+        let report = RoundReport {
+            started_at: Utc::now(),
+            duration: Duration::from_millis(5),
+            status: RoundStatus::Partial,
+            regions: vec![outcome("Dakar", None), outcome("Thies", None), outcome("Saint-Louis", Some("refusée"))],
+            pairs: vec![pair("Dakar", "Thies"), pair("Dakar", "Saint-Louis")],
+            conflicts: 0,
+        };
+        let contacts = round_contacts(&report);
+        let pair_errors = |i: usize| match &contacts[i].1 {
+            Contact::Reached { round: Some(round), .. } => (round.pending, round.pair_errors.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(pair_errors(0), (7, Some("Dakar → Thies : délai".into())), "not Dakar → Saint-Louis: Saint-Louis was down");
+        assert_eq!(pair_errors(1).1.as_deref(), Some("Dakar → Thies : délai"));
+        assert!(matches!(&contacts[2].1, Contact::Failed { cause } if cause == "refusée"));
+    }
+
+    #[test]
     fn skew_slowness_lag_pair_errors_and_instability_warn() {
         let (t, now) = (Thresholds::default(), Utc::now());
         let warn = |contact: Contact| {
