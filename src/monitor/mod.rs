@@ -238,8 +238,10 @@ impl Monitor {
         }
         if let Some(change) = change {
             let reason = change.reason.unwrap_or_default();
-            if change.first {
-                tracing::info!(region = %region, etat = change.to.as_str(), raison = %reason, "état initial de la région");
+            if change.first && reason.is_empty() {
+                tracing::info!(region = %region, etat = change.to.as_str(), "état initial de la région");
+            } else if change.first {
+                tracing::warn!(region = %region, etat = change.to.as_str(), raison = %reason, "état initial de la région");
             } else if change.to == Status::Online {
                 tracing::info!(region = %region, avant = change.from.as_str(), apres = change.to.as_str(), "région de nouveau en ligne");
             } else {
