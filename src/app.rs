@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::monitor::{Monitor, MonitorConfig, MonitorError, drill};
 use crate::store::{self, Limits, Store, StoreError};
 use crate::sync::clock::{WallClock, system_clock};
 use crate::sync::engine::{Engine, EngineOptions};
@@ -27,6 +29,8 @@ pub enum AppError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("serveur HTTP : {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
 }
 
 /// A built application: regions open and migrated (or retrying), listener bound.
@@ -71,13 +75,22 @@ impl App {
 
     /// As `build`, with an injected wall clock (tests skew it).
     pub async fn build_with_clock(config: Config, clock: WallClock) -> Result<Self, AppError> {
-        let stores = open_stores(&config).await?;
+        // Every region behind its drill gate: whoever uses a store sees a drilled region as down.
+        let gates = drill::gate_all(open_stores(&config).await?);
+        let stores = drill::as_stores(&gates);
         let pending_migrations = migrate_all(&stores).await?;
+        let monitor = Monitor::open(MonitorConfig::from_config(&config), gates, clock.clone()).await?;
+        for store in stores.iter().filter(|s| !pending_migrations.iter().any(|p| p.region() == s.region())) {
+            monitor.mark_migrated(store.region());
+        }
+        monitor.probe_all().await;
+        // Rounds go through the same drill gates as everything else.
         let engine = Engine::new(stores.clone(), EngineOptions::default());
         let scheduler = Arc::new(Scheduler::new(engine, config.sync_interval, config.sync_on_write));
-        let ventes = Arc::new(Ventes::new(stores, clock).with_listener(scheduler.clone()));
+        scheduler.add_listener(monitor.clone());
+        let ventes = Arc::new(Ventes::new(stores, clock).with_listener(monitor.clone()).with_listener(scheduler.clone()));
         let listener = TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
-        Ok(Self { listener, state: AppState { ventes, scheduler }, pending_migrations })
+        Ok(Self { listener, state: AppState { ventes, monitor, scheduler }, pending_migrations })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -92,13 +105,20 @@ impl App {
         self.state.scheduler.clone()
     }
 
+    pub fn monitor(&self) -> Arc<Monitor> {
+        self.state.monitor.clone()
+    }
+
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
     /// Background work (sync rounds, migration retries) stops with the server; a round in
     /// progress is abandoned between batches, each of which is its own transaction.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let retry = tokio::spawn(retry_migrations(self.pending_migrations));
+        let stop = CancellationToken::new();
+        let monitor = self.state.monitor.clone();
+        let retry = tokio::spawn(retry_migrations(self.pending_migrations, monitor.clone()));
         let rounds = tokio::spawn(self.state.scheduler.clone().run(stop.clone()));
+        let stop_monitor = CancellationToken::new();
+        let monitoring = tokio::spawn(monitor.run(stop_monitor.clone()));
         let router = web::router(self.state);
         let stopping = stop.clone();
         let served = axum::serve(self.listener, router)
@@ -111,17 +131,23 @@ impl App {
         stop.cancel();
         retry.abort();
         let _ = rounds.await;
+        // The monitor saves its statistics one last time before it ends.
+        stop_monitor.cancel();
+        let _ = monitoring.await;
         served
     }
 }
 
-async fn retry_migrations(mut pending: Vec<Arc<dyn Store>>) {
+async fn retry_migrations(mut pending: Vec<Arc<dyn Store>>, monitor: Arc<Monitor>) {
     while !pending.is_empty() {
         tokio::time::sleep(MIGRATE_RETRY).await;
         let mut still = Vec::new();
         for store in pending {
             match store.migrate().await {
-                Ok(()) => tracing::info!(region = %store.region(), "région de retour : migrations faites"),
+                Ok(()) => {
+                    monitor.mark_migrated(store.region());
+                    tracing::info!(region = %store.region(), "région de retour : migrations faites");
+                }
                 Err(e) => {
                     if !e.is_unavailable() {
                         tracing::error!(region = %store.region(), error = %e, "migrations refusées");

@@ -1,5 +1,7 @@
 //! Benchmarks on real databases private to this process; each result is one JSON line on stdout.
 
+pub mod api;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,28 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         repeat: u32,
     },
+    /// HTTP throughput of the real server over loopback: concurrent keep-alive clients GET one
+    /// address (default `/api/stats`) for a bounded time; the first region holds `rows` sales.
+    Api {
+        /// Sales in the first region.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Measured time (after the warm-up), e.g. "10s".
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Unmeasured load before the measured time.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// The address to GET.
+        #[arg(long, default_value = "/api/stats")]
+        path: String,
+        /// Where the first region lives (sqlite or postgres).
+        #[arg(long, value_enum, default_value_t = BenchBackend::Sqlite)]
+        backend: BenchBackend,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,6 +73,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 let url = DatabaseUrl::Postgres(cluster.create_database("bench")?);
                 bench_list("postgres", &url, rows, repeat).await?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Api { rows, clients, duration, warmup, path, backend } => {
+            api::run(api::ApiBench { rows, clients, warmup, duration, path, backend }).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

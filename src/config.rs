@@ -26,6 +26,10 @@ pub struct Config {
     pub statement_timeout: Duration,
     pub log_json: bool,
     pub regions: Vec<RegionConfig>,
+    /// Local state of this server (`dsms-state.db`: sync statistics and history); default `dsms-data`.
+    pub data_dir: PathBuf,
+    /// How often the monitor probes every region (reachability, latency, clock offset); `None`: never.
+    pub probe_interval: Option<Duration>,
 }
 
 /// One region: its name and where its database lives.
@@ -110,6 +114,7 @@ struct RawConfig {
     statement_timeout: String,
     log_format: String,
     data_dir: PathBuf,
+    probe_interval: String,
     regions: Vec<RawRegion>,
 }
 
@@ -141,6 +146,7 @@ impl Default for RawConfig {
             statement_timeout: "10s".into(),
             log_format: "text".into(),
             data_dir: PathBuf::from("dsms-data"),
+            probe_interval: "10s".into(),
             regions: Vec::new(),
         }
     }
@@ -239,6 +245,10 @@ impl RawConfig {
             "off" | "false" | "0" => None,
             text => Some(duration("sync_interval", text)?).filter(|d| !d.is_zero()),
         };
+        let probe_interval = match self.probe_interval.trim() {
+            "off" | "false" | "0" => None,
+            text => Some(duration("probe_interval", text)?).filter(|d| !d.is_zero()),
+        };
         let log_json = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
@@ -265,6 +275,8 @@ impl RawConfig {
             statement_timeout: duration("statement_timeout", &self.statement_timeout)?,
             log_json,
             regions,
+            data_dir: self.data_dir,
+            probe_interval,
         })
     }
 }
@@ -352,6 +364,9 @@ mod tests {
         assert_eq!(config.regions[2].url, DatabaseUrl::Sqlite("/tmp/x/saint-louis.db".into()));
         assert_eq!(config.sync_interval, Some(Duration::from_secs(60)));
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.data_dir, Path::new("/tmp/x"));
+        assert_eq!(config.probe_interval, Some(Duration::from_secs(10)));
+        assert_eq!(config.max_clock_skew, Duration::from_secs(2));
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub mod config;
 pub mod csvio;
 /// Values that cannot be invalid: sales, amounts, products, regions.
 pub mod domain;
+/// Self-monitoring: statistics (persisted), region health and probes, outage drill, analytics
+/// cache, Prometheus metrics.
+pub mod monitor;
 /// Demo data.
 pub mod seed;
 /// One region's database behind one trait: PostgreSQL and SQLite.

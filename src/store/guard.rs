@@ -1,15 +1,15 @@
 //! A store behind a guard: one seam through which a region can be made to fail like an
 //! unreachable database without touching its data. The guard decides before each call and hears
 //! how it went. Guards: `Breaker` (fail fast for a moment after a region was found unreachable),
-//! and the test kit's `Flaky` (outages and crashes on demand).
+//! the outage drill (`monitor::drill`), and the test kit's `Flaky` (outages and crashes on demand).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Applied, Backend, Batch, FeedPosition, ListQuery, LocalWrite, Page, Source, Store, StoreError, WriteOutcome};
+use super::{Applied, Backend, Batch, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome};
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::sync::merge::Conflict;
 
@@ -99,6 +99,12 @@ impl<G: Guard> Store for Guarded<G> {
     }
     async fn count_live(&self) -> Result<u64, StoreError> {
         self.call(self.inner.count_live()).await
+    }
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.call(self.inner.now()).await
+    }
+    async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError> {
+        self.call(self.inner.analytics(since, today, recent)).await
     }
 }
 

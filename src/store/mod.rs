@@ -223,6 +223,32 @@ pub trait Store: Send + Sync + 'static {
     async fn analyze(&self) -> Result<(), StoreError>;
     /// Number of live sales.
     async fn count_live(&self) -> Result<u64, StoreError>;
+    /// The database's own wall clock (PostgreSQL `clock_timestamp()`, not the transaction start),
+    /// read in one round trip: the monitor compares it with ours to measure clock offset.
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError>;
+    /// Live sales summed per `region` column: count and exact total; per day from `since` to `today`
+    /// (days without sales omitted); the `recent` newest writes of each region.
+    async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError>;
+}
+
+/// Live sales of one region as one database sees them (`Store::analytics`). Totals are exact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionSales {
+    pub region: RegionName,
+    pub count: u64,
+    pub total: rust_decimal::Decimal,
+    /// Days with at least one sale, oldest first.
+    pub per_day: Vec<DaySales>,
+    /// Newest write first.
+    pub recent: Vec<Vente>,
+}
+
+/// Sales of one region on one calendar day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DaySales {
+    pub date: NaiveDate,
+    pub count: u64,
+    pub total: rust_decimal::Decimal,
 }
 
 /// A position in a region's change feed: rows are read in `(pos, id)` order. On PostgreSQL `pos`

@@ -5,15 +5,19 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use std::collections::HashMap;
 
-use super::row::{VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, snapshot, stamp};
-use super::{Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, Source, Store, StoreError, WriteOutcome};
+use super::row::{
+    VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot, stamp,
+};
+use super::{
+    Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+};
 use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId};
 use crate::sync::clock::Hlc;
 use crate::sync::merge::Conflict;
@@ -452,6 +456,54 @@ impl Store for PgStore {
             let (n,): (i64,) =
                 sqlx::query_as("SELECT count(*) FROM vente WHERE deleted = false").fetch_one(&self.pool).await.map_err(self.err())?;
             Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        // `now()` is the transaction's start; `clock_timestamp()` is the clock at this very moment.
+        self.bounded(async {
+            let (now,): (DateTime<Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(now)
+        })
+        .await
+    }
+
+    async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError> {
+        self.bounded(async {
+            // One snapshot for every figure.
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.map_err(self.err())?;
+            let totals: Vec<(String, i64, Decimal)> = sqlx::query_as(
+                "SELECT region, count(*), sum(montant) FROM vente WHERE deleted = false GROUP BY region ORDER BY region COLLATE \"C\"",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err())?;
+            let days: Vec<(String, NaiveDate, i64, Decimal)> = sqlx::query_as(
+                "SELECT region, date_vente, count(*), sum(montant) FROM vente \
+                 WHERE deleted = false AND date_vente BETWEEN $1 AND $2 GROUP BY region, date_vente ORDER BY region, date_vente",
+            )
+            .bind(since)
+            .bind(today)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err())?;
+            let mut out = Vec::with_capacity(totals.len());
+            for (region, count, total) in totals {
+                let rows = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM vente WHERE deleted = false AND region = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
+                ))
+                .bind(&region)
+                .bind(i64::from(recent))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(self.err())?;
+                let recent = rows.iter().map(|r| self.vente(r)).collect::<Result<_, _>>()?;
+                out.push(region_sales(&region, count, total, &days, recent));
+            }
+            tx.commit().await.map_err(self.err())?;
+            Ok(out)
         })
         .await
     }

@@ -3,7 +3,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::{LocalWrite, StoreError, WriteOutcome};
+use rust_decimal::Decimal;
+
+use super::{DaySales, LocalWrite, RegionSales, StoreError, WriteOutcome};
 use crate::domain::vente::DateVente;
 use crate::domain::{Montant, NewVente, Produit, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
@@ -161,6 +163,23 @@ pub(crate) fn decide(write: &LocalWrite, current: Option<Vente>) -> WriteOutcome
         (LocalWrite::Update { id, vente, .. }, Some(_)) => WriteOutcome::Written(planned(*id, vente)),
         (LocalWrite::Delete { .. }, Some(current)) => WriteOutcome::Written(Vente { deleted: true, ..current }),
     }
+}
+
+/// One region's analytics from the rows both stores' queries return: its totals, the per-day
+/// rows of every region (only its own are kept) and its newest sales.
+pub(crate) fn region_sales(
+    region: &str,
+    count: i64,
+    total: Decimal,
+    days: &[(String, NaiveDate, i64, Decimal)],
+    recent: Vec<Vente>,
+) -> RegionSales {
+    let per_day = days
+        .iter()
+        .filter(|d| d.0 == region)
+        .map(|&(_, date, count, total)| DaySales { date, count: u64::try_from(count).unwrap_or(0), total })
+        .collect();
+    RegionSales { region: RegionName::new(region), count: u64::try_from(count).unwrap_or(0), total, per_day, recent }
 }
 
 /// Keeps, for each id, only the greatest version (a batch must name each row once).

@@ -6,14 +6,19 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use std::collections::HashMap;
 
-use super::row::{VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, snapshot, stamp};
-use super::{Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, Source, Store, StoreError, WriteOutcome};
+use super::row::{
+    VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot, stamp,
+};
+use super::{
+    Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+};
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::sync::clock::Hlc;
 use crate::sync::merge::Conflict;
@@ -406,6 +411,56 @@ impl Store for SqliteStore {
             let (n,): (i64,) =
                 sqlx::query_as("SELECT count(*) FROM vente WHERE deleted = 0").fetch_one(&self.pool).await.map_err(self.err())?;
             Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.bounded(async {
+            // SQLite has no server: its `now` is this host's clock, read through the same round trip.
+            let (text,): (String,) =
+                sqlx::query_as("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").fetch_one(&self.pool).await.map_err(self.err())?;
+            chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|t| t.and_utc())
+                .map_err(|e| StoreError::Corrupt { region: self.region.clone(), message: format!("horloge « {text} » : {e}") })
+        })
+        .await
+    }
+
+    async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError> {
+        self.bounded(async {
+            // One read transaction: every figure comes from the same snapshot.
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let totals: Vec<(String, i64, i64)> =
+                sqlx::query_as("SELECT region, count(*), sum(montant) FROM vente WHERE deleted = 0 GROUP BY region ORDER BY region")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(self.err())?;
+            let days: Vec<(String, NaiveDate, i64, i64)> = sqlx::query_as(
+                "SELECT region, date_vente, count(*), sum(montant) FROM vente \
+                 WHERE deleted = 0 AND date_vente >= ?1 AND date_vente <= ?2 GROUP BY region, date_vente ORDER BY region, date_vente",
+            )
+            .bind(since)
+            .bind(today)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err())?;
+            let days: Vec<_> = days.into_iter().map(|(region, date, count, cents)| (region, date, count, Decimal::new(cents, 2))).collect();
+            let mut out = Vec::with_capacity(totals.len());
+            for (region, count, cents) in totals {
+                let rows = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM vente WHERE deleted = 0 AND region = ? ORDER BY updated_at DESC, id DESC LIMIT ?"
+                ))
+                .bind(&region)
+                .bind(i64::from(recent))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(self.err())?;
+                let recent = rows.iter().map(|r| self.vente(r)).collect::<Result<_, _>>()?;
+                out.push(region_sales(&region, count, Decimal::new(cents, 2), &days, recent));
+            }
+            tx.commit().await.map_err(self.err())?;
+            Ok(out)
         })
         .await
     }

@@ -2,9 +2,11 @@
 //! for unknown routes (JSON, or the HTML page for browsers) and methods. Leaves: handlers
 //! (api.rs, pages.rs), errors (error.rs).
 
+pub mod analytics_api;
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod monitor_api;
 pub mod openapi;
 pub mod pages;
 pub mod sync_api;
@@ -20,6 +22,7 @@ use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::monitor::{Monitor, NotReady};
 use crate::ventes::Ventes;
 use error::ApiError;
 
@@ -32,6 +35,7 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub ventes: Arc<Ventes>,
+    pub monitor: Arc<Monitor>,
     pub scheduler: Arc<crate::sync::scheduler::Scheduler>,
 }
 
@@ -44,12 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::serve).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
+        .merge(monitor_api::routes())
         .merge(pages::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(time_limit))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("panic".into()).into_response()))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), monitor_api::track_http))
         .with_state(state)
 }
 
@@ -79,15 +85,16 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// At least one region answers (migrations ran at start-up).
+/// At least one region answers and its migrations have run.
 #[utoipa::path(get, path = "/readyz", tag = "monitoring",
-    responses((status = 200, description = "Au moins une région joignable", body = String),
-              (status = 503, description = "Aucune région joignable", body = error::ErrorBody)))]
+    responses((status = 200, description = "Au moins une région joignable et migrée", body = String),
+              (status = 503, description = "Aucune région joignable, ou migrations en attente", body = error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, &'static str), ApiError> {
-    let pings = futures::future::join_all(state.ventes.stores().iter().map(|s| s.ping())).await;
-    if pings.iter().any(Result::is_ok) {
-        Ok((StatusCode::OK, "ready"))
-    } else {
-        Err(ApiError::Unavailable("aucune région n'est joignable".into()))
+    match state.monitor.ready().await {
+        Ok(()) => Ok((StatusCode::OK, "ready")),
+        Err(NotReady::NoRegionReachable) => Err(ApiError::Unavailable("aucune région n'est joignable".into())),
+        Err(NotReady::MigrationsPending) => {
+            Err(ApiError::Unavailable("migrations en attente : aucune région joignable n'est encore à jour".into()))
+        }
     }
 }

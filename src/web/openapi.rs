@@ -12,9 +12,9 @@ use utoipa::OpenApi;
 use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type};
 
 use super::AppState;
-use super::api;
 use super::error::ErrorBody;
 use super::extract::IfMatch;
+use super::{analytics_api as a, api, monitor_api as m, sync_api};
 use crate::domain::vente::DateVente;
 use crate::domain::{Montant, Produit, Regions};
 use crate::store::Cursor;
@@ -22,9 +22,13 @@ use crate::store::Cursor;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dsms", description = "Gestion des ventes multi-régions : API JSON"),
-    paths(api::list, api::create, api::get, api::update, api::delete, super::sync_api::sync_now, super::sync_api::conflicts, super::healthz, super::readyz, serve),
-    components(schemas(api::VenteJson, api::VenteInput, api::VentePage, ErrorBody)),
-    tags((name = "ventes", description = "Ventes"), (name = "sync", description = "Réplication entre régions"), (name = "monitoring", description = "Santé et supervision"))
+    paths(api::list, api::create, api::get, api::update, api::delete, sync_api::sync_now, sync_api::conflicts,
+          super::healthz, super::readyz, serve, m::stats, m::stats_history, a::analytics, m::drill, m::prometheus),
+    components(schemas(api::VenteJson, api::VenteInput, api::VentePage, ErrorBody,
+                       m::StatsJson, m::RegionJson, m::StatusJson, m::HistoryJson, m::RoundStatusJson,
+                       a::AnalyticsJson, a::RegionAnalyticsJson, a::TodayJson, a::DayJson, m::DrillInput, m::DrillJson)),
+    tags((name = "ventes", description = "Ventes"), (name = "sync", description = "Réplication entre régions"),
+         (name = "monitoring", description = "Santé et supervision"))
 )]
 pub struct ApiDoc;
 

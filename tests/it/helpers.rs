@@ -3,8 +3,9 @@
 use std::sync::{Arc, OnceLock};
 
 use chrono::{Days, Utc};
-use dsms::app::App;
+use dsms::app::{App, AppError};
 use dsms::config::{Config, DatabaseUrl};
+use dsms::monitor::Monitor;
 use dsms::testkit::pg::PgCluster;
 use dsms::ventes::Ventes;
 use serde_json::{Value, json};
@@ -65,6 +66,9 @@ pub fn config_for(backends: Backends, dir: &std::path::Path) -> Option<Config> {
     let mut config = Config::with_regions(["Dakar", "Thies", "Saint-Louis"].into_iter().zip(urls).collect());
     config.listen = ([127, 0, 0, 1], 0).into();
     config.sync_interval = None;
+    // The state database lives with the test; probes run at start-up and on demand only.
+    config.data_dir = dir.to_owned();
+    config.probe_interval = None;
     Some(config)
 }
 
@@ -74,9 +78,11 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub ventes: Arc<Ventes>,
     pub scheduler: Arc<dsms::sync::scheduler::Scheduler>,
+    pub monitor: Arc<Monitor>,
     pub config: Config,
     _dir: tempfile::TempDir,
     _stop: DropGuard,
+    task: tokio::task::JoinHandle<Result<(), AppError>>,
 }
 
 pub async fn spawn_app(backends: Backends) -> Option<TestApp> {
@@ -89,14 +95,21 @@ pub async fn spawn_app(backends: Backends) -> Option<TestApp> {
 pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("build the app");
     let base = format!("http://{}", app.local_addr());
-    let ventes = app.ventes();
-    let scheduler = app.scheduler();
+    let (ventes, monitor, scheduler) = (app.ventes(), app.monitor(), app.scheduler());
     let stop = CancellationToken::new();
-    tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
-    TestApp { base, http: reqwest::Client::new(), ventes, scheduler, config, _dir: dir, _stop: stop.drop_guard() }
+    let task = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
+    TestApp { base, http: reqwest::Client::new(), ventes, monitor, scheduler, config, _dir: dir, _stop: stop.drop_guard(), task }
 }
 
 impl TestApp {
+    /// Stops the server and waits until it has finished (statistics saved); returns its folder
+    /// so another app can start on the same data.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self._stop.disarm().cancel();
+        self.task.await.expect("server task").expect("server ended cleanly");
+        self._dir
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
