@@ -8,6 +8,7 @@ mod cli;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
 mod monitor;
+mod monitor_rounds;
 mod openapi;
 mod pages;
 mod pg_indexes;
