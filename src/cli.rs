@@ -132,11 +132,22 @@ async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn sync(config: &Config) -> anyhow::Result<ExitCode> {
+    use crate::monitor::{Monitor, MonitorConfig, drill};
     use crate::sync::engine::{Engine, EngineOptions};
-    let stores = app::open_stores(config).await?;
+    let gates = drill::gate_all(app::open_stores(config).await?);
+    let stores = drill::as_stores(&gates);
     app::migrate_all(&stores).await?;
     let report = Engine::new(stores, EngineOptions::default()).round().await;
-    println!("synchronisation : {:?} en {} ms, {} conflit(s)", report.status, report.duration.as_millis(), report.conflicts);
+    // The round counts in the statistics the server shows (same state database).
+    let monitor = Monitor::open(MonitorConfig::from_config(config), gates, crate::sync::clock::system_clock()).await?;
+    monitor.record_round(&report);
+    monitor.flush().await;
+    let status = match report.status {
+        crate::sync::report::RoundStatus::Success => "réussie",
+        crate::sync::report::RoundStatus::Partial => "partielle",
+        crate::sync::report::RoundStatus::Failed => "échouée",
+    };
+    println!("synchronisation {status} en {} ms, {} conflit(s)", report.duration.as_millis(), report.conflicts);
     for region in &report.regions {
         match &region.error {
             None => println!("  {:<16} OK       {:>8} ligne(s) appliquée(s)", region.region.as_str(), region.rows_applied),
