@@ -286,3 +286,45 @@ async fn a_region_whose_server_is_killed_is_skipped_and_catches_up_when_it_retur
     }
     outage_drill(|c| c.kill().unwrap()).await;
 }
+
+#[tokio::test]
+async fn an_edit_that_arrives_by_another_path_over_a_version_it_had_seen_is_not_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = open_stores(sqlite_urls(dir.path())).await;
+    let flaky: Vec<Arc<FlakyStore>> = real.iter().map(|s| Flaky::wrap(s.clone())).collect();
+    let stores: Vec<Arc<dyn Store>> = flaky.iter().map(|f| f.clone() as Arc<dyn Store>).collect();
+    let id = VenteId::generate();
+    write(&real[0], LocalWrite::Create { id, vente: new_vente(&real, 0, "v1", "1") }, Utc::now()).await;
+    engine(&stores).round().await;
+
+    // Dakar is cut off while Thies edits (v2) and Saint-Louis edits on top of v2 (v3).
+    flaky[0].guard().set_down(true);
+    write(&real[1], LocalWrite::Update { id, vente: new_vente(&real, 1, "v2", "2"), expect: Expect::Nothing }, Utc::now()).await;
+    engine(&stores).round().await;
+    write(&real[2], LocalWrite::Update { id, vente: new_vente(&real, 2, "v3", "3"), expect: Expect::Nothing }, Utc::now()).await;
+    engine(&stores).round().await;
+
+    // Dakar, still holding v1, receives v3 (and v2): v3's writer had seen v1 through v2.
+    flaky[0].guard().set_down(false);
+    let report = engine(&stores).round().await;
+    assert_eq!(report.conflicts, 0);
+    assert!(distinct_losers(&real).await.is_empty());
+    assert_eq!(real[0].get(id).await.unwrap().unwrap().produit.as_str(), "v3");
+    assert_identical(&real).await;
+}
+
+#[tokio::test]
+async fn two_processes_writing_into_one_region_in_the_same_millisecond_get_distinct_versions() {
+    let Some(urls) = pg_urls() else { return };
+    let first = open_stores(urls.clone()).await;
+    let second = open_stores(urls).await; // another pool: as another process would
+    let now = Utc::now();
+    let writes = (0..200).map(|i| {
+        let store = if i % 2 == 0 { first[0].clone() } else { second[0].clone() };
+        let vente = new_vente(&first, 0, "Même milliseconde", "5");
+        async move { write(&store, LocalWrite::Create { id: VenteId::generate(), vente }, now).await.version }
+    });
+    let versions: Vec<_> = futures::future::join_all(writes).await;
+    let distinct: HashSet<_> = versions.iter().collect();
+    assert_eq!(distinct.len(), versions.len(), "every write has its own version");
+}
