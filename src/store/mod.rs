@@ -29,6 +29,17 @@ pub struct Limits {
     pub statement_timeout: Duration,
 }
 
+impl Limits {
+    /// Bounds a call on our side too: a database that stops answering (not only a slow query)
+    /// fails as unavailable instead of hanging the caller.
+    pub(crate) async fn bound<T>(&self, region: &RegionName, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let limit = self.connect_timeout + self.statement_timeout + Duration::from_secs(1);
+        tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable { region: region.clone(), message: format!("pas de réponse en {limit:?}") }))
+    }
+}
+
 /// A listing request: live sales, newest write first, keyset-paged.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListQuery {

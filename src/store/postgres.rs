@@ -60,10 +60,7 @@ impl PgStore {
     /// Bounds a call on our side too: a server that stops answering (not only a slow query)
     /// fails as unavailable instead of hanging the caller.
     async fn bounded<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        let limit = self.limits.connect_timeout + self.limits.statement_timeout + Duration::from_secs(1);
-        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable { region: self.region.clone(), message: format!("pas de réponse en {limit:?}") })
-        })
+        self.limits.bound(&self.region, work).await
     }
 
     fn vente(&self, row: &PgRow) -> Result<Vente, StoreError> {

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -61,10 +60,7 @@ impl SqliteStore {
 
     /// Bounds a call: a locked or stalled database fails as unavailable instead of hanging.
     async fn bounded<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        let limit = self.limits.connect_timeout + self.limits.statement_timeout + Duration::from_secs(1);
-        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable { region: self.region.clone(), message: format!("pas de réponse en {limit:?}") })
-        })
+        self.limits.bound(&self.region, work).await
     }
 
     fn vente(&self, row: &SqliteRow) -> Result<Vente, StoreError> {
