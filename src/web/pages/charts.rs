@@ -13,7 +13,7 @@ const HEIGHT: f64 = 260.0;
 const LEFT: f64 = 76.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 24.0;
-const BOTTOM: f64 = 40.0;
+const BOTTOM: f64 = 44.0;
 /// Bars are never wider than this (a chart of three regions).
 const MAX_BAR: f64 = 96.0;
 
@@ -57,6 +57,9 @@ pub struct Tick {
 pub struct Label {
     pub x: String,
     pub text: String,
+    /// `middle` under its bar; with many thin bars the first label starts at its bar and the
+    /// last one ends at its bar, so that neither runs off the drawing.
+    pub anchor: &'static str,
 }
 
 /// A chart for `partials/chart.html`.
@@ -146,10 +149,20 @@ impl BarChart {
             })
             .collect();
         let ticks = ticks.into_iter().map(|t| Tick { y: n(baseline - t / top * plot_height), label: unit(t) }).collect();
+        let many = data.len() > 12;
+        let last = data.len().saturating_sub(1);
         let labels = data
             .iter()
             .enumerate()
-            .filter_map(|(i, d)| d.label.as_ref().map(|text| Label { x: n(LEFT + slot * (i as f64 + 0.5)), text: text.clone() }))
+            .filter_map(|(i, d)| {
+                let center = LEFT + slot * (i as f64 + 0.5);
+                let (x, anchor) = match i {
+                    0 if many => (center - width / 2.0, "start"),
+                    i if many && i == last => (center + width / 2.0, "end"),
+                    _ => (center, "middle"),
+                };
+                d.label.as_ref().map(|text| Label { x: n(x), text: text.clone(), anchor })
+            })
             .collect();
         Self {
             id,
@@ -162,7 +175,7 @@ impl BarChart {
             left: n(LEFT),
             right: n(WIDTH - RIGHT),
             baseline: n(baseline),
-            label_y: n(baseline + 28.0),
+            label_y: n(baseline + 32.0),
         }
     }
 

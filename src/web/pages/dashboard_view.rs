@@ -251,6 +251,8 @@ pub struct Dashboard {
     pub total_syncs: String,
     pub successful_syncs: String,
     pub failed_syncs: String,
+    /// Some round failed: its card is tinted.
+    pub any_failed: bool,
     pub success_rate: String,
     /// For `<progress value>`: `95.6`.
     pub success_value: String,
@@ -286,6 +288,7 @@ impl Dashboard {
             total_syncs: count_fr(c.total_syncs),
             successful_syncs: count_fr(c.successful_syncs),
             failed_syncs: count_fr(c.failed_syncs),
+            any_failed: c.failed_syncs > 0,
             success_rate: percent_fr(stats.success_rate),
             success_value: format!("{}", stats.success_rate),
             last_sync: stats.last_sync.map(|(at, took)| (TimeView::of(at), duration_fr(took))),
@@ -327,6 +330,7 @@ fn durations_chart(history: &[HistoryEntry]) -> Option<ChartView> {
             let round = RoundView::of(h.status);
             let at = TimeView::of(h.started_at);
             let label = (i == 0 || i == last).then(|| h.started_at.format("%H:%M:%S").to_string());
+            // (the chart anchors these two so they stay inside the drawing)
             Datum {
                 value: h.duration.as_secs_f64() * 1000.0,
                 title: format!("{} UTC — {} — {}", at.text, round.word, duration_fr(h.duration)),
