@@ -321,3 +321,22 @@ async fn a_conflict_between_two_regions_is_listed_with_both_versions() {
     let at = list.find(&format!("{winner_produit}</strong>")).unwrap();
     assert!(winner < at && at < loser, "the winner is listed as such: {list}");
 }
+
+#[tokio::test]
+async fn with_no_region_reachable_the_dashboard_still_shows_what_it_knows() {
+    let dir = tempfile::tempdir().unwrap();
+    let unreachable = |db: &str| dsms::config::DatabaseUrl::Postgres(format!("postgres://dsms@127.0.0.1:1/{db}"));
+    let mut config = dsms::config::Config::with_regions(vec![("Dakar", unreachable("a")), ("Thies", unreachable("b"))]);
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.sync_interval = None;
+    config.data_dir = dir.path().to_owned();
+    config.connect_timeout = std::time::Duration::from_millis(300);
+    let app = spawn_app_in(config, dir).await;
+    let page = app.get("/stats").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert_eq!(html.matches("data-status=\"OFFLINE\"").count(), 2);
+    assert!(html.contains("Indisponibles : aucune région n&#39;est joignable pour le moment."), "charts");
+    assert!(html.contains("Journal des conflits indisponible."));
+    assert!(html.contains("Aucune synchronisation pour l&#39;instant.") || html.contains("Aucune synchronisation pour l'instant."));
+}
