@@ -4,7 +4,10 @@
 //! `templates/`, form reading to forms.rs, CSRF to csrf.rs.
 
 pub mod assets;
+pub mod charts;
 pub mod csrf;
+pub mod dashboard;
+pub mod dashboard_view;
 pub mod error;
 pub mod flash;
 pub mod forms;
@@ -16,14 +19,14 @@ use axum::http::header::ACCEPT;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use super::AppState;
 use crate::domain::VenteId;
 use crate::ventes::VenteError;
 use csrf::{CheckedForm, CsrfToken};
 use error::PageError;
-use flash::Flash;
+use flash::{Flash, Notice};
 use forms::{DeleteForm, ListFilters, VenteForm};
 use views::{ConfirmDeletePage, EditPage, FilterView, FormView, IndexPage, QuickStats, Row, count_fr, html, region_names};
 
@@ -33,6 +36,10 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(index).post(create).fallback(method_not_allowed))
         .route("/ventes/{id}/modifier", get(edit).post(update).fallback(method_not_allowed))
         .route("/ventes/{id}/supprimer", get(confirm_delete).post(delete).fallback(method_not_allowed))
+        .route("/synchroniser", post(dashboard::sync_now).fallback(method_not_allowed))
+        .route("/stats", get(dashboard::page).fallback(method_not_allowed))
+        .route("/stats/contenu", get(dashboard::fragment).fallback(method_not_allowed))
+        .route("/stats/panne", post(dashboard::drill).fallback(method_not_allowed))
         .layer(middleware::from_fn(csrf::ensure_nonce));
     let files = Router::new()
         .route("/static/{file}", get(assets::serve).fallback(method_not_allowed))
@@ -98,16 +105,21 @@ async fn home(
     csrf: String,
     form: FormView,
     filters: &ListFilters,
-    flash: Option<String>,
+    flash: Option<Notice>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let (query, errors) = filters.to_query(state.ventes.regions());
-    let (page, count) = tokio::join!(state.ventes.list(&query), count_live(state));
+    let (page, stats) = tokio::join!(state.ventes.list(&query), state.monitor.stats());
     let page = page?;
+    let counters = stats.counters;
     let view = IndexPage {
         csrf,
         flash,
-        stats: QuickStats { ventes: count.map_or_else(|| "—".to_owned(), count_fr) },
+        stats: QuickStats {
+            ventes: count_fr(stats.total_ventes),
+            syncs: count_fr(counters.total_syncs),
+            echecs: count_fr(counters.failed_syncs),
+        },
         form,
         regions: region_names(state.ventes.regions()),
         filters: FilterView::of(filters, errors),
@@ -116,17 +128,6 @@ async fn home(
         first_url: query.after.is_some().then(|| filters.url(None)),
     };
     Ok(html(status, &view))
-}
-
-/// Live sales in the first region that answers.
-async fn count_live(state: &AppState) -> Option<u64> {
-    for store in state.ventes.stores() {
-        match store.count_live().await {
-            Ok(n) => return Some(n),
-            Err(e) => tracing::debug!(region = %store.region(), error = %e, "comptage impossible"),
-        }
-    }
-    None
 }
 
 /// A sale id from the address; anything but a UUID is an unknown page.

@@ -1,5 +1,7 @@
 //! Sync on demand and the conflict log: handlers only.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
@@ -10,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::api::VenteJson;
 use super::error::{ApiError, ErrorBody};
+use crate::store::Store;
 use crate::sync::merge::Conflict;
 use crate::sync::report::{RoundReport, RoundStatus};
 
@@ -166,14 +169,23 @@ pub async fn conflicts(State(state): State<AppState>, Query(params): Query<Confl
             .filter(|n| (1..=500).contains(n))
             .ok_or_else(|| ApiError::invalid("limit", "doit être un entier de 1 à 500"))?,
     };
-    let answers = join_all(state.ventes.stores().iter().map(|s| s.conflicts(limit))).await;
+    let all = newest_conflicts(state.ventes.stores(), limit)
+        .await
+        .ok_or_else(|| ApiError::Unavailable("aucune région n'est joignable".into()))?;
+    Ok(Json(all.iter().map(ConflictJson::from).collect()))
+}
+
+/// The conflict logs of every reachable region merged: each lost write once, newest first, at
+/// most `limit`; `None` when no region answered. (`/api/conflicts` and the dashboard.)
+pub async fn newest_conflicts(stores: &[Arc<dyn Store>], limit: u32) -> Option<Vec<Conflict>> {
+    let answers = join_all(stores.iter().map(|s| s.conflicts(limit))).await;
     if answers.iter().all(Result::is_err) {
-        return Err(ApiError::Unavailable("aucune région n'est joignable".into()));
+        return None;
     }
     let mut all: Vec<Conflict> = answers.into_iter().filter_map(Result::ok).flatten().collect();
     all.sort_by_key(|c| std::cmp::Reverse(c.detected_at));
     let mut seen = std::collections::HashSet::new();
     all.retain(|c| seen.insert((c.loser.id, c.loser.version.clone())));
     all.truncate(limit as usize);
-    Ok(Json(all.iter().map(ConflictJson::from).collect()))
+    Some(all)
 }

@@ -1,6 +1,7 @@
 //! The web UI in a real browser: Debian's headless Chromium driven through chromedriver
 //! (fantoccini, plain HTTP over loopback), each test against its own server over SQLite.
 
+mod dashboard;
 mod session;
 
 use std::path::Path;

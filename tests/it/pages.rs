@@ -1,6 +1,8 @@
 //! The web pages without a browser: what any HTTP client sees (encoding, CSRF, no-script paths,
 //! errors as French pages, static files).
 
+mod dashboard;
+
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;

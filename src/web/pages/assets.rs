@@ -18,9 +18,10 @@ struct Asset {
     bytes: &'static [u8],
 }
 
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 4] = [
     Asset { name: "app.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../../../static/app.css") },
     Asset { name: "app.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../../../static/app.js") },
+    Asset { name: "stats.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../../../static/stats.js") },
     Asset { name: "icon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../../../static/icon.svg") },
 ];
 

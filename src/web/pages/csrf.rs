@@ -41,10 +41,32 @@ struct Nonce {
 }
 
 #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
-fn mac() -> Hmac<Sha256> {
+fn keyed(purpose: &[u8]) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_slice()).expect("HMAC accepts keys of any length");
-    mac.update(b"dsms-csrf-v1\0");
+    mac.update(purpose);
     mac
+}
+
+fn mac() -> Hmac<Sha256> {
+    keyed(b"dsms-csrf-v1\0")
+}
+
+/// A tag proving this process wrote `data` (the flash cookie): the key is the per-process
+/// secret, kept apart from the form tokens by `purpose`.
+pub fn sign(purpose: &str, data: &str) -> String {
+    let mut mac = keyed(purpose.as_bytes());
+    mac.update(b"\0");
+    mac.update(data.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// True when `tag` is `sign(purpose, data)` (constant-time comparison).
+pub fn signed(purpose: &str, data: &str, tag: &str) -> bool {
+    let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else { return false };
+    let mut mac = keyed(purpose.as_bytes());
+    mac.update(b"\0");
+    mac.update(data.as_bytes());
+    mac.verify_slice(&tag).is_ok()
 }
 
 /// The form token bound to `nonce`.

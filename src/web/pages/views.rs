@@ -200,10 +200,12 @@ impl FilterView {
     }
 }
 
-/// The quick statistics panel. Phase 2 adds the sync counters beside the sales count.
+/// The quick statistics panel (the monitor's `totalVentes`, `totalSyncs`, `failedSyncs`).
 pub struct QuickStats {
-    /// Live sales in the first reachable region, formatted; `—` when none answered.
+    /// Live sales in the first reachable region (the last count known when none answers).
     pub ventes: String,
+    pub syncs: String,
+    pub echecs: String,
 }
 
 pub fn region_names(regions: &Regions) -> Vec<String> {
@@ -215,7 +217,7 @@ pub fn region_names(regions: &Regions) -> Vec<String> {
 #[template(path = "index.html")]
 pub struct IndexPage {
     pub csrf: String,
-    pub flash: Option<String>,
+    pub flash: Option<super::flash::Notice>,
     pub stats: QuickStats,
     pub form: FormView,
     pub regions: Vec<String>,
@@ -223,6 +225,13 @@ pub struct IndexPage {
     pub rows: Vec<Row>,
     pub next_url: Option<String>,
     pub first_url: Option<String>,
+}
+
+impl IndexPage {
+    /// Where « Synchroniser maintenant » comes back to.
+    pub fn sync_back(&self) -> &'static str {
+        "/"
+    }
 }
 
 /// `/ventes/{id}/modifier`.

@@ -205,6 +205,25 @@ impl Browser {
         names
     }
 
+    /// Waits until `script` (a function body) returns true; panics after `within`.
+    pub async fn wait_until(&self, script: &str, within: Duration, what: &str) {
+        let deadline = Instant::now() + within;
+        while !matches!(self.client.execute(script, vec![]).await, Ok(Value::Bool(true))) {
+            assert!(Instant::now() < deadline, "waited {within:?} in vain for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An attribute of the first element matching `css`.
+    pub async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        self.client.find(Locator::Css(css)).await.unwrap().attr(name).await.unwrap()
+    }
+
+    /// True when an element matches `css`.
+    pub async fn has(&self, css: &str) -> bool {
+        self.client.find(Locator::Css(css)).await.is_ok()
+    }
+
     async fn close(self) {
         let _ = self.client.close().await;
     }
@@ -212,9 +231,17 @@ impl Browser {
 
 /// Runs `test` with a browser and a fresh SQLite app; the browser is closed even if it panics.
 pub async fn run_in_browser(test: impl AsyncFnOnce(&Browser, &TestApp)) {
-    let Some(browser) = Browser::open().await else { return };
+    if driver().is_none() {
+        return;
+    }
     let app = spawn_app(Backends::Sqlite).await.unwrap();
-    let outcome = AssertUnwindSafe(test(&browser, &app)).catch_unwind().await;
+    run_in_browser_with(&app, test).await;
+}
+
+/// Runs `test` with a browser against `app`; the browser is closed even if it panics.
+pub async fn run_in_browser_with(app: &TestApp, test: impl AsyncFnOnce(&Browser, &TestApp)) {
+    let Some(browser) = Browser::open().await else { return };
+    let outcome = AssertUnwindSafe(test(&browser, app)).catch_unwind().await;
     browser.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
