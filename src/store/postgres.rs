@@ -399,6 +399,8 @@ impl Store for PgStore {
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(self.err())?;
         listener.listen("dsms_vente").await.map_err(self.err())?;
+        // Changes committed while nobody was listening (start-up, a lost connection) get a round too.
+        wake.notify_one();
         loop {
             listener.recv().await.map_err(self.err())?;
             wake.notify_one();
