@@ -402,7 +402,9 @@ impl Store for PgStore {
         // Changes committed while nobody was listening (start-up, a lost connection) get a round too.
         wake.notify_one();
         loop {
-            listener.recv().await.map_err(self.err())?;
+            // `None`: the connection was lost (it reconnects on the next call) and notifications
+            // may have been missed meanwhile; a round catches up either way.
+            listener.try_recv().await.map_err(self.err())?;
             wake.notify_one();
         }
     }
