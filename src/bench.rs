@@ -1,5 +1,7 @@
 //! Benchmarks on real databases private to this process; each result is one JSON line on stdout.
 
+mod sync;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         repeat: u32,
     },
+    /// Replication between three PostgreSQL regions, each on its own private cluster.
+    #[command(subcommand)]
+    Sync(sync::SyncScenario),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,6 +54,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 let url = DatabaseUrl::Postgres(cluster.create_database("bench")?);
                 bench_list("postgres", &url, rows, repeat).await?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Sync(scenario) => {
+            sync::run(scenario).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
