@@ -6,6 +6,7 @@
 
 mod fixture;
 mod latency;
+mod pgstats;
 mod server;
 mod timed;
 
@@ -54,6 +55,9 @@ pub enum SyncScenario {
         /// Pause between two visibility polls of a region, in microseconds (0: a tight loop).
         #[arg(long, default_value_t = 0)]
         poll_us: u64,
+        /// As for the other scenarios.
+        #[arg(long)]
+        pg_stats: bool,
     },
     /// N rows in every region, in sync; C changes in Dakar: the incremental round, then idle rounds
     /// and idle memory.
@@ -75,6 +79,10 @@ pub struct EngineArgs {
     /// Rows per batch read from a feed and applied in one transaction (`EngineOptions.batch_size`).
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch_size: u32,
+    /// Load pg_stat_statements in the clusters and print each region's costliest statements of
+    /// the timed part (one more JSON line; costs a cluster restart at start-up).
+    #[arg(long)]
+    pg_stats: bool,
 }
 
 pub async fn run(scenario: SyncScenario) -> anyhow::Result<()> {
@@ -82,20 +90,27 @@ pub async fn run(scenario: SyncScenario) -> anyhow::Result<()> {
         SyncScenario::Insert { rows, engine } => insert(rows, engine).await,
         SyncScenario::Bulk { rows, engine } => bulk(rows, engine).await,
         SyncScenario::Update { rows, engine } => update(rows, engine).await,
-        SyncScenario::Latency { writes, rate, poll_us } => latency::run(writes, rate, Duration::from_micros(poll_us)).await,
+        SyncScenario::Latency { writes, rate, poll_us, pg_stats } => {
+            latency::run(writes, rate, Duration::from_micros(poll_us), pg_stats).await
+        }
         SyncScenario::Round { rows, changes, idle, engine } => round(rows, changes, idle, engine).await,
     }
 }
 
-/// One result line on stdout.
-fn emit(line: serde_json::Value) {
+/// One result line on stdout, with the machine's load average (other work on the machine
+/// skews every figure).
+fn emit(mut line: serde_json::Value) {
+    if let Some(fields) = line.as_object_mut() {
+        let load = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok());
+        fields.insert("load_1m".into(), json!(load));
+    }
     println!("{line}");
 }
 
 const TARGETS: [usize; 2] = [1, 2];
 
 async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
-    let fx = Fixture::start().await?;
+    let fx = Fixture::start(args.pg_stats).await?;
     let copies = [fx.extra_database(1, "copy_thies").await?, fx.extra_database(2, "copy_saint_louis").await?];
     let mut seeded: Vec<Vente> = Vec::with_capacity(usize::try_from(rows)?);
     let seed_s = write_rows(&fx.urls[0], REGIONS[0], new_sales(rows), |batch| seeded.extend_from_slice(batch)).await?;
@@ -108,7 +123,7 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     drop(csv);
 
     fx.checkpoint().await?;
-    fx.reset_times();
+    fx.reset_times().await?;
     let engine = fx.engine(args.batch_size);
     let started = Instant::now();
     let rounds = rounds_until(&engine, 20, async |_| fx.hold(&TARGETS, rows).await).await?;
@@ -125,14 +140,15 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
         "copy": "COPY (FORMAT csv) of the same rows into two fresh dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
     }));
+    fx.emit_pg_stats("sync.insert").await?;
     Ok(())
 }
 
 async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
-    let fx = Fixture::start().await?;
+    let fx = Fixture::start(args.pg_stats).await?;
     let seed_s = write_rows(&fx.urls[0], REGIONS[0], new_sales(rows), |_| {}).await?;
     fx.checkpoint().await?;
-    fx.reset_times();
+    fx.reset_times().await?;
     let engine = fx.engine(args.batch_size);
     let rss_before = status_kb(None, "VmRSS");
     let sampler = RssSampler::start(Duration::from_millis(50));
@@ -155,11 +171,12 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 through a separate, closed pool ({seed_s:.1} s), CHECKPOINT, row counts between rounds (counts run while RSS is sampled)"),
         "rss": "VmRSS of this process sampled every 50 ms during the rounds; vm_hwm_mb includes seeding",
     }));
+    fx.emit_pg_stats("sync.bulk").await?;
     Ok(())
 }
 
 async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
-    let fx = Fixture::start().await?;
+    let fx = Fixture::start(args.pg_stats).await?;
     let mut ids: Vec<VenteId> = Vec::with_capacity(usize::try_from(rows)?);
     let seed_s = write_rows(&fx.urls[0], REGIONS[0], new_sales(rows), |batch| ids.extend(batch.iter().map(|v| v.id))).await?;
     let engine = fx.engine(args.batch_size);
@@ -176,7 +193,7 @@ async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         update_s += write_rows(&fx.urls[i], region, new_content(&mine), |_| {}).await?;
     }
     fx.checkpoint().await?;
-    fx.reset_times();
+    fx.reset_times().await?;
     let started = Instant::now();
     let rounds = rounds_until(&engine, 20, async |_| {
         let (_, divergent) = crate::sync::verify::verify(&fx.stores, 0).await?;
@@ -197,11 +214,12 @@ async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
             initial.seconds()
         ),
     }));
+    fx.emit_pg_stats("sync.update").await?;
     Ok(())
 }
 
 async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow::Result<()> {
-    let fx = Fixture::start().await?;
+    let fx = Fixture::start(args.pg_stats).await?;
     // A uniform sample of the seeded ids (reservoir), to change later.
     let mut sample: Vec<VenteId> = Vec::new();
     let (mut seen, mut rng) = (0_u64, <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(4));
@@ -232,7 +250,7 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
 
     let mut changed: Vec<Vente> = Vec::new();
     write_rows(&fx.urls[0], REGIONS[0], new_content(&sample), |batch| changed.extend_from_slice(batch)).await?;
-    fx.reset_times();
+    fx.reset_times().await?;
     let started = Instant::now();
     let incremental = rounds_until(&engine, 5, async |_| {
         for v in &changed {
@@ -254,9 +272,10 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
         "phases": fx.phases(started),
         "untimed": "the changes (one write_many of updates to sampled existing rows in Dakar, separate pool), the check that Thies and Saint-Louis hold each changed version",
     }));
+    fx.emit_pg_stats("sync.round.incremental").await?;
 
     // The next round reads the changes back as the other regions' own feed entries (echoes).
-    fx.reset_times();
+    fx.reset_times().await?;
     let started = Instant::now();
     let echo = rounds_until(&engine, 1, async |_| Ok(true)).await?;
     emit(json!({
@@ -265,6 +284,7 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
         "note": "the round after the incremental one: targets' copies of the changes come back through their feeds (skipped or no-ops)",
     }));
 
+    fx.reset_times().await?;
     let mut durations = Vec::with_capacity(idle);
     let mut read = 0;
     for _ in 0..idle {
@@ -281,6 +301,7 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
         "min_ms": durations.first(), "rows_read": read,
         "target": "≤ 10 ms", "target_met": p50 <= 10.0, "peers": null,
     }));
+    fx.emit_pg_stats("sync.round.idle").await?;
     let server = server::idle_rss(&fx.urls, Duration::from_secs(6)).await?;
     emit(json!({
         "bench": "sync.round.rss", "rows": rows,

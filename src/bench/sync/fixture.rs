@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use sqlx::Connection;
 
+use super::pgstats;
 use super::timed::{CallTimes, Timed};
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::store::postgres::PgStore;
@@ -42,12 +43,15 @@ pub struct Fixture {
     pub stores: Vec<Arc<dyn Store>>,
     pub times: Vec<Arc<CallTimes>>,
     pub urls: Vec<String>,
+    /// `pg_stat_statements` is loaded in every cluster (`--pg-stats`).
+    pg_stats: bool,
     /// Declared last: the clusters stop after the pools above are dropped.
     clusters: Vec<PgCluster>,
 }
 
 impl Fixture {
-    pub async fn start() -> anyhow::Result<Self> {
+    /// Starts the clusters, with `pg_stat_statements` loaded when `pg_stats`.
+    pub async fn start(pg_stats: bool) -> anyhow::Result<Self> {
         let started = join_all(REGIONS.iter().map(|_| tokio::task::spawn_blocking(PgCluster::start))).await;
         let mut clusters = Vec::with_capacity(REGIONS.len());
         for cluster in started {
@@ -55,14 +59,20 @@ impl Fixture {
         }
         let (mut stores, mut times, mut urls) = (Vec::new(), Vec::new(), Vec::new());
         for (cluster, name) in clusters.iter().zip(REGIONS) {
+            if pg_stats {
+                pgstats::preload(cluster).await?;
+            }
             let url = tokio::task::block_in_place(|| cluster.create_database(&name.to_lowercase()))?;
+            if pg_stats {
+                pgstats::create(&url).await?;
+            }
             let store = open_region(name, &url).await?;
             let counted = Arc::new(CallTimes::default());
             stores.push(Arc::new(Timed::new(store, counted.clone())) as Arc<dyn Store>);
             times.push(counted);
             urls.push(url);
         }
-        Ok(Self { stores, times, urls, clusters })
+        Ok(Self { stores, times, urls, pg_stats, clusters })
     }
 
     /// The real engine over the three (timed) stores.
@@ -88,11 +98,30 @@ impl Fixture {
         Ok(())
     }
 
-    /// Forgets what the timed stores counted so far.
-    pub fn reset_times(&self) {
+    /// Forgets what the timed stores (and `pg_stat_statements`) counted so far.
+    pub async fn reset_times(&self) -> anyhow::Result<()> {
         for times in &self.times {
             times.reset();
         }
+        if self.pg_stats {
+            for url in &self.urls {
+                pgstats::reset(url).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With `--pg-stats`, one more line: each region's costliest statements since the reset.
+    pub async fn emit_pg_stats(&self, bench: &str) -> anyhow::Result<()> {
+        if !self.pg_stats {
+            return Ok(());
+        }
+        let mut regions = serde_json::Map::new();
+        for (name, url) in REGIONS.iter().zip(&self.urls) {
+            regions.insert((*name).to_owned(), pgstats::top(url).await?);
+        }
+        super::emit(serde_json::json!({"bench": format!("{bench}.pg_stats"), "statements": regions}));
+        Ok(())
     }
 
     /// Per region: feed reads and applies counted since the last reset.

@@ -127,9 +127,9 @@ fn ms_of(samples: &[Sample], of: impl Fn(&Sample) -> f64) -> Vec<f64> {
     samples.iter().map(of).collect()
 }
 
-pub async fn run(writes: u32, rate: f64, poll: Duration) -> anyhow::Result<()> {
+pub async fn run(writes: u32, rate: f64, poll: Duration, pg_stats: bool) -> anyhow::Result<()> {
     anyhow::ensure!(rate > 0.0, "--rate must be positive");
-    let fx = Fixture::start().await?;
+    let fx = Fixture::start(pg_stats).await?;
     let mut config = Config::with_regions(REGIONS.iter().copied().zip(fx.urls.iter().map(|u| DatabaseUrl::Postgres(u.clone()))).collect());
     config.listen = ([127, 0, 0, 1], 0).into();
     config.sync_on_write = true;
@@ -140,6 +140,7 @@ pub async fn run(writes: u32, rate: f64, poll: Duration) -> anyhow::Result<()> {
     let pollers = fx.stores.clone();
     let common = json!({"writes": writes, "rate_per_s": rate, "poll_us": poll.as_micros() as u64, "warm_up_writes": WARM_UP});
 
+    fx.reset_times().await?;
     let http = Writer::Http { client: reqwest::Client::new(), base };
     let samples = paced(&http, &pollers, writes, rate, poll).await?;
     let p95_visible = p95(&samples, |s| s.visible);
@@ -151,6 +152,7 @@ pub async fn run(writes: u32, rate: f64, poll: Duration) -> anyhow::Result<()> {
         "peers": {"pglogical_p95_ms_from_commit": 5.5},
         "how": "POST /api/ventes to the in-process server (App::build, 3 PostgreSQL clusters), home region in turn; visible = both other regions' databases return the sale to Store::get (separate pools, polled concurrently)",
     }));
+    fx.emit_pg_stats("sync.latency.api").await?;
 
     // Part two: another connection writes straight into the regions' databases.
     let mut direct = Vec::with_capacity(REGIONS.len());
@@ -158,6 +160,7 @@ pub async fn run(writes: u32, rate: f64, poll: Duration) -> anyhow::Result<()> {
         direct.push(open_region(name, url).await?);
     }
     let writer = Writer::Direct { stores: direct };
+    fx.reset_times().await?;
     let samples = paced(&writer, &pollers, writes, rate, poll).await?;
     let p95_visible = p95(&samples, |s| s.visible);
     emit(json!({
@@ -169,6 +172,7 @@ pub async fn run(writes: u32, rate: f64, poll: Duration) -> anyhow::Result<()> {
         "peers": {"pglogical_p95_ms_from_commit": 5.5},
         "how": "Store::write (LocalWrite::Create) through a store opened apart from the server, home region in turn; the server hears of it by LISTEN/NOTIFY and runs a round; visible as above",
     }));
+    fx.emit_pg_stats("sync.latency.direct").await?;
 
     stop.cancel();
     server.await??;
