@@ -354,10 +354,14 @@ impl Store for PgStore {
         self.bounded(async {
             // Only below the oldest transaction still running: every transaction with a smaller
             // id has ended, and any later one gets a larger id, so nothing can appear behind us.
+            // The limit is hidden from the planner (`(SELECT $3)`): seeing LIMIT 5000 against a
+            // feed it wrongly believes short (no statistics yet after a bulk load), it would read
+            // every remaining row (bitmap scan) and sort them for each page, instead of walking
+            // `vente_feed` in order and stopping after `limit` rows.
             let rows = sqlx::query(&format!(
                 "SELECT {COLUMNS}, txid::text::int8 AS pos FROM vente \
                  WHERE (txid, id) > ($1::text::xid8, $2) AND txid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
-                 ORDER BY txid, id LIMIT $3"
+                 ORDER BY txid, id LIMIT (SELECT $3::int8)"
             ))
             .bind(after.pos.to_string())
             .bind(after.id)
