@@ -4,6 +4,7 @@
 //! Owns: the throughput scenarios (insert, bulk, update, round). Leaves: databases and chores
 //! (`fixture.rs`), the HTTP latency scenario (`latency.rs`).
 
+mod cpu;
 mod fixture;
 mod latency;
 mod pgstats;
@@ -125,8 +126,14 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     fx.checkpoint().await?;
     fx.reset_times().await?;
     let engine = fx.engine(args.batch_size);
+    let cpu = fx.cpu();
+    let mut cpu_s = None;
     let started = Instant::now();
-    let rounds = rounds_until(&engine, 20, async |_| fx.hold(&TARGETS, rows).await).await?;
+    let rounds = rounds_until(&engine, 20, async |_| {
+        cpu_s.get_or_insert_with(|| fx.cpu_since(&cpu));
+        fx.hold(&TARGETS, rows).await
+    })
+    .await?;
     let ratio = rounds.seconds() / copy.as_secs_f64();
     emit(json!({
         "bench": "sync.insert", "rows": rows, "batch_size": args.batch_size,
@@ -136,7 +143,7 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "target": "≤ 1.5 × COPY", "target_met": ratio <= 1.5,
         "peers": {"bucardo_s": 4.0, "pglogical_s": 4.0, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": fx.phases(started),
+        "phases": fx.phases(started), "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
         "copy": "COPY (FORMAT csv) of the same rows into two fresh dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
     }));
@@ -152,8 +159,14 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     let engine = fx.engine(args.batch_size);
     let rss_before = status_kb(None, "VmRSS");
     let sampler = RssSampler::start(Duration::from_millis(50));
+    let cpu = fx.cpu();
+    let mut cpu_s = None;
     let started = Instant::now();
-    let rounds = rounds_until(&engine, 20, async |_| fx.hold(&TARGETS, rows).await).await?;
+    let rounds = rounds_until(&engine, 20, async |_| {
+        cpu_s.get_or_insert_with(|| fx.cpu_since(&cpu));
+        fx.hold(&TARGETS, rows).await
+    })
+    .await?;
     let rss_max = sampler.finish();
     let seconds = rounds.seconds();
     emit(json!({
@@ -167,7 +180,7 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "vm_hwm_mb": mb(status_kb(None, "VmHWM")),
         "rss_target": "≤ 100 MB", "rss_target_met": rss_max <= 100 * 1024,
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": fx.phases(started),
+        "phases": fx.phases(started), "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 through a separate, closed pool ({seed_s:.1} s), CHECKPOINT, row counts between rounds (counts run while RSS is sampled)"),
         "rss": "VmRSS of this process sampled every 50 ms during the rounds; vm_hwm_mb includes seeding",
     }));
@@ -194,8 +207,11 @@ async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     }
     fx.checkpoint().await?;
     fx.reset_times().await?;
+    let cpu = fx.cpu();
+    let mut cpu_s = None;
     let started = Instant::now();
     let rounds = rounds_until(&engine, 20, async |_| {
+        cpu_s.get_or_insert_with(|| fx.cpu_since(&cpu));
         let (_, divergent) = crate::sync::verify::verify(&fx.stores, 0).await?;
         Ok(divergent == 0)
     })
@@ -208,7 +224,7 @@ async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "target": "≤ 3 s", "target_met": seconds <= 3.0,
         "peers": {"pglogical_s": 6.7, "bucardo_s": 4.3, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": fx.phases(started),
+        "phases": fx.phases(started), "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!(
             "seeding Dakar ({seed_s:.1} s), initial replication ({:.1} s), settling rounds, VACUUM ANALYZE, the updates (write_many, a third per region, {update_s:.1} s), CHECKPOINT, verify between rounds",
             initial.seconds()
@@ -251,8 +267,11 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
     let mut changed: Vec<Vente> = Vec::new();
     write_rows(&fx.urls[0], REGIONS[0], new_content(&sample), |batch| changed.extend_from_slice(batch)).await?;
     fx.reset_times().await?;
+    let cpu = fx.cpu();
+    let mut cpu_s = None;
     let started = Instant::now();
     let incremental = rounds_until(&engine, 5, async |_| {
+        cpu_s.get_or_insert_with(|| fx.cpu_since(&cpu));
         for v in &changed {
             for &t in &TARGETS {
                 if fx.stores[t].get(v.id).await?.map(|held| held.version) != Some(v.version.clone()) {
@@ -269,7 +288,7 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
         "ms": ms, "rounds": incremental.reports.len(), "round_ms": incremental.durations_ms(),
         "target": "≤ 100 ms", "target_met": ms <= 100.0, "peers": null,
         "rows_read": incremental.rows_read(), "rows_applied": incremental.rows_applied(),
-        "phases": fx.phases(started),
+        "phases": fx.phases(started), "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": "the changes (one write_many of updates to sampled existing rows in Dakar, separate pool), the check that Thies and Saint-Louis hold each changed version",
     }));
     fx.emit_pg_stats("sync.round.incremental").await?;
@@ -285,6 +304,7 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
     }));
 
     fx.reset_times().await?;
+    let cpu = fx.cpu();
     let mut durations = Vec::with_capacity(idle);
     let mut read = 0;
     for _ in 0..idle {
@@ -298,7 +318,7 @@ async fn round(rows: u64, changes: u64, idle: usize, args: EngineArgs) -> anyhow
     let rss = status_kb(None, "VmRSS");
     emit(json!({
         "bench": "sync.round.idle", "rows": rows, "rounds": idle, "p50_ms": p50, "max_ms": durations.last(),
-        "min_ms": durations.first(), "rows_read": read,
+        "min_ms": durations.first(), "rows_read": read, "cpu_s": fx.cpu_since(&cpu),
         "target": "≤ 10 ms", "target_met": p50 <= 10.0, "peers": null,
     }));
     fx.emit_pg_stats("sync.round.idle").await?;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use sqlx::Connection;
 
+use super::cpu::CpuSnapshot;
 use super::pgstats;
 use super::timed::{CallTimes, Timed};
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
@@ -96,6 +97,20 @@ impl Fixture {
             conn.close().await?;
         }
         Ok(())
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.clusters.iter().map(PgCluster::port).collect()
+    }
+
+    /// CPU time used so far by this process and each region's server.
+    pub fn cpu(&self) -> CpuSnapshot {
+        CpuSnapshot::take(&self.ports())
+    }
+
+    /// CPU seconds used since `before`, per process group (the checks between rounds included).
+    pub fn cpu_since(&self, before: &CpuSnapshot) -> serde_json::Value {
+        before.since(&self.ports(), &REGIONS)
     }
 
     /// Forgets what the timed stores (and `pg_stat_statements`) counted so far.

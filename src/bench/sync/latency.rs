@@ -142,14 +142,16 @@ pub async fn run(writes: u32, rate: f64, poll: Duration, pg_stats: bool) -> anyh
 
     fx.reset_times().await?;
     let http = Writer::Http { client: reqwest::Client::new(), base };
+    let cpu = fx.cpu();
     let samples = paced(&http, &pollers, writes, rate, poll).await?;
+    let cpu_s = fx.cpu_since(&cpu);
     let p95_visible = p95(&samples, |s| s.visible);
     emit(json!({
         "bench": "sync.latency.api", "params": common,
         "visible_from_post": summary(ms_of(&samples, |s| s.visible.as_secs_f64() * 1000.0)),
         "http_response": summary(ms_of(&samples, |s| s.returned.as_secs_f64() * 1000.0)),
         "target": "p95 ≤ 10 ms from sending the POST", "target_met": p95_visible <= 10.0,
-        "peers": {"pglogical_p95_ms_from_commit": 5.5},
+        "peers": {"pglogical_p95_ms_from_commit": 5.5}, "cpu_s": cpu_s,
         "how": "POST /api/ventes to the in-process server (App::build, 3 PostgreSQL clusters), home region in turn; visible = both other regions' databases return the sale to Store::get (separate pools, polled concurrently)",
     }));
     fx.emit_pg_stats("sync.latency.api").await?;
@@ -161,7 +163,9 @@ pub async fn run(writes: u32, rate: f64, poll: Duration, pg_stats: bool) -> anyh
     }
     let writer = Writer::Direct { stores: direct };
     fx.reset_times().await?;
+    let cpu = fx.cpu();
     let samples = paced(&writer, &pollers, writes, rate, poll).await?;
+    let cpu_s = fx.cpu_since(&cpu);
     let p95_visible = p95(&samples, |s| s.visible);
     emit(json!({
         "bench": "sync.latency.direct", "params": common,
@@ -169,7 +173,7 @@ pub async fn run(writes: u32, rate: f64, poll: Duration, pg_stats: bool) -> anyh
         "visible_after_commit": summary(ms_of(&samples, |s| s.visible.saturating_sub(s.returned).as_secs_f64() * 1000.0)),
         "write_call": summary(ms_of(&samples, |s| s.returned.as_secs_f64() * 1000.0)),
         "target": "p95 ≤ 50 ms", "target_met": p95_visible <= 50.0,
-        "peers": {"pglogical_p95_ms_from_commit": 5.5},
+        "peers": {"pglogical_p95_ms_from_commit": 5.5}, "cpu_s": cpu_s,
         "how": "Store::write (LocalWrite::Create) through a store opened apart from the server, home region in turn; the server hears of it by LISTEN/NOTIFY and runs a round; visible as above",
     }));
     fx.emit_pg_stats("sync.latency.direct").await?;
