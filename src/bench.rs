@@ -1,6 +1,7 @@
 //! Benchmarks on real databases private to this process; each result is one JSON line on stdout.
 
 pub mod api;
+mod sync;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +51,9 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value_t = BenchBackend::Sqlite)]
         backend: BenchBackend,
     },
+    /// Replication between three PostgreSQL regions, each on its own private cluster.
+    #[command(subcommand)]
+    Sync(sync::SyncScenario),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -77,6 +81,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Api { rows, clients, duration, warmup, path, backend } => {
             api::run(api::ApiBench { rows, clients, warmup, duration, path, backend }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Sync(scenario) => {
+            sync::run(scenario).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::row::{
@@ -18,7 +19,7 @@ use super::row::{
 use super::{
     Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
 };
-use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId};
+use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
 use crate::sync::merge::Conflict;
 
@@ -158,6 +159,20 @@ impl PgStore {
         rows.iter().map(|r| self.vente(r).map(|v| (v.id, v))).collect()
     }
 
+    /// The versions stored for those of `rows` that exist, unlocked.
+    async fn held_versions(&self, conn: &mut PgConnection, rows: &[Vente]) -> Result<HashMap<VenteId, Version>, StoreError> {
+        if rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|v| v.id.0).collect();
+        let held: Vec<(uuid::Uuid, i64, String)> = sqlx::query_as("SELECT id, hlc, origin FROM vente WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        Ok(held.into_iter().map(|(id, hlc, origin)| (VenteId(id), Version { hlc: Hlc(hlc), origin: RegionName::new(&origin) })).collect())
+    }
+
     async fn get_in(&self, conn: &mut PgConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = $1"))
             .bind(id.0)
@@ -284,10 +299,23 @@ impl Store for PgStore {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             // Our own applies do not wake listeners: they would only start rounds for echoes.
             sqlx::query("SELECT set_config('dsms.applying', 'on', true)").execute(&mut *tx).await.map_err(self.err())?;
-            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
-            sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *tx).await.map_err(self.err())?;
-            let ids: Vec<VenteId> = rows.iter().map(|v| v.id).collect();
-            let stored = self.get_many(&mut tx, &ids).await?;
+            // Rows held at exactly their version (a change coming back through another region's
+            // feed, a replay) change nothing: leave them out before locking anything. Every stored
+            // version is already below the clock, so the clock moves only for what is left.
+            let held = self.held_versions(&mut tx, &rows).await?;
+            let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
+            let rows: Cow<'_, [Vente]> =
+                if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { rows };
+            let mut stored = HashMap::new();
+            if !rows.is_empty() {
+                let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
+                sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *tx).await.map_err(self.err())?;
+                // Only rows stored at another version need reading, locked for the judgement.
+                let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
+                if !ids.is_empty() {
+                    stored = self.get_many(&mut tx, &ids).await?;
+                }
+            }
             let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
             let written = if writes.is_empty() { 0 } else { Self::upsert(&mut tx, &writes, true).await.map_err(self.err())? };
             let mut logged = 0;
@@ -355,10 +383,14 @@ impl Store for PgStore {
         self.bounded(async {
             // Only below the oldest transaction still running: every transaction with a smaller
             // id has ended, and any later one gets a larger id, so nothing can appear behind us.
+            // The limit is hidden from the planner (`(SELECT $3)`): seeing LIMIT 5000 against a
+            // feed it wrongly believes short (no statistics yet after a bulk load), it would read
+            // every remaining row (bitmap scan) and sort them for each page, instead of walking
+            // `vente_feed` in order and stopping after `limit` rows.
             let rows = sqlx::query(&format!(
                 "SELECT {COLUMNS}, txid::text::int8 AS pos FROM vente \
                  WHERE (txid, id) > ($1::text::xid8, $2) AND txid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
-                 ORDER BY txid, id LIMIT $3"
+                 ORDER BY txid, id LIMIT (SELECT $3::int8)"
             ))
             .bind(after.pos.to_string())
             .bind(after.id)

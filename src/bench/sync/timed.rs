@@ -1,0 +1,198 @@
+//! A store that counts and times what a sync round asks of it (feed reads, applies), passing
+//! every call through unchanged. Owns: those counters. Leaves: everything else to the store.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+
+use crate::domain::{NewVente, RegionName, Vente, VenteId};
+use crate::store::{
+    Applied, Backend, Batch, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+};
+use crate::sync::merge::Conflict;
+
+/// What one store was asked during the timed part of a benchmark.
+#[derive(Debug, Default)]
+pub struct CallTimes {
+    feed_calls: AtomicU64,
+    feed_rows: AtomicU64,
+    feed_ns: AtomicU64,
+    apply_calls: AtomicU64,
+    apply_rows: AtomicU64,
+    written: AtomicU64,
+    apply_ns: AtomicU64,
+    other_calls: AtomicU64,
+    other_ns: AtomicU64,
+    last_write: Mutex<Option<Instant>>,
+}
+
+impl CallTimes {
+    pub fn reset(&self) {
+        for counter in [
+            &self.feed_calls,
+            &self.feed_rows,
+            &self.feed_ns,
+            &self.apply_calls,
+            &self.apply_rows,
+            &self.written,
+            &self.apply_ns,
+            &self.other_calls,
+            &self.other_ns,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        if let Ok(mut last) = self.last_write.lock() {
+            *last = None;
+        }
+    }
+
+    /// When the last apply that wrote at least one row ended.
+    pub fn last_write(&self) -> Option<Instant> {
+        self.last_write.lock().ok().and_then(|last| *last)
+    }
+
+    pub fn json(&self, since: Instant) -> serde_json::Value {
+        let ms = |ns: &AtomicU64| ns.load(Ordering::Relaxed) as f64 / 1e6;
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        json!({
+            "feed_reads": get(&self.feed_calls),
+            "feed_rows": get(&self.feed_rows),
+            "feed_ms": ms(&self.feed_ns),
+            "applies": get(&self.apply_calls),
+            "apply_rows": get(&self.apply_rows),
+            "written": get(&self.written),
+            "apply_ms": ms(&self.apply_ns),
+            "other_calls": get(&self.other_calls),
+            "other_ms": ms(&self.other_ns),
+            "last_write_s": self.last_write().map(|at| at.saturating_duration_since(since).as_secs_f64()),
+        })
+    }
+
+    fn add(calls: &AtomicU64, ns: &AtomicU64, started: Instant) {
+        calls.fetch_add(1, Ordering::Relaxed);
+        ns.fetch_add(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+pub struct Timed {
+    inner: Arc<dyn Store>,
+    times: Arc<CallTimes>,
+}
+
+impl Timed {
+    pub fn new(inner: Arc<dyn Store>, times: Arc<CallTimes>) -> Self {
+        Self { inner, times }
+    }
+
+    async fn other<T>(&self, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = work.await;
+        CallTimes::add(&self.times.other_calls, &self.times.other_ns, started);
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Timed {
+    fn region(&self) -> &RegionName {
+        self.inner.region()
+    }
+
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query).await
+    }
+
+    async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
+        self.inner.write(write, now).await
+    }
+
+    async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError> {
+        self.inner.write_many(rows, now).await
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
+        let started = Instant::now();
+        let applied = self.inner.apply(batch).await;
+        CallTimes::add(&self.times.apply_calls, &self.times.apply_ns, started);
+        self.times.apply_rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
+        if let Ok(applied) = &applied {
+            self.times.written.fetch_add(applied.rows, Ordering::Relaxed);
+            if applied.rows > 0 {
+                if let Ok(mut last) = self.times.last_write.lock() {
+                    *last = Some(Instant::now());
+                }
+            }
+        }
+        applied
+    }
+
+    async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
+        self.other(self.inner.db_id()).await
+    }
+
+    async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
+        self.other(self.inner.cursor(source)).await
+    }
+
+    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+        let started = Instant::now();
+        let changes = self.inner.changes_since(after, limit).await;
+        CallTimes::add(&self.times.feed_calls, &self.times.feed_ns, started);
+        if let Ok(rows) = &changes {
+            self.times.feed_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        }
+        changes
+    }
+
+    async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
+        self.inner.listen_for_changes(wake).await
+    }
+
+    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
+        self.other(self.inner.wait_for_older_transactions()).await
+    }
+
+    async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
+        self.inner.conflicts(limit).await
+    }
+
+    async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
+        self.inner.scan(after, limit, include_deleted).await
+    }
+
+    async fn analyze(&self) -> Result<(), StoreError> {
+        self.inner.analyze().await
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        self.inner.count_live().await
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.inner.now().await
+    }
+
+    async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError> {
+        self.inner.analytics(since, today, recent).await
+    }
+}
