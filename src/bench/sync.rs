@@ -110,6 +110,17 @@ fn emit(mut line: serde_json::Value) {
 
 const TARGETS: [usize; 2] = [1, 2];
 
+/// The round after the timed ones, when every region already holds every row: it carries only
+/// the copies coming back through the targets' feeds (to Dakar, their origin, which skips them).
+async fn next_round(engine: &crate::sync::engine::Engine) -> serde_json::Value {
+    let report = engine.round().await;
+    json!({
+        "seconds": report.duration.as_secs_f64(),
+        "rows_read": report.pairs.iter().map(|p| p.rows_read).sum::<u64>(),
+        "rows_applied": report.rows_applied(),
+    })
+}
+
 async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     let fx = Fixture::start(args.pg_stats).await?;
     let copies = [fx.extra_database(1, "copy_thies").await?, fx.extra_database(2, "copy_saint_louis").await?];
@@ -119,7 +130,9 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     drop(seeded);
 
     fx.checkpoint().await?;
+    let copy_cpu = fx.cpu();
     let (copy, copied) = fixture::copy_into(&copies, &csv).await?;
+    let copy_cpu = fx.cpu_since(&copy_cpu);
     anyhow::ensure!(copied == 2 * rows, "COPY wrote {copied} rows, expected {}", 2 * rows);
     drop(csv);
 
@@ -135,15 +148,18 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     })
     .await?;
     let ratio = rounds.seconds() / copy.as_secs_f64();
+    let replicated_s = fx.last_write_s(&TARGETS, started);
+    let phases = fx.phases(started);
+    let next = next_round(&engine).await;
     emit(json!({
         "bench": "sync.insert", "rows": rows, "batch_size": args.batch_size,
         "seconds": rounds.seconds(), "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "replicated_s": fx.last_write_s(&TARGETS, started),
-        "copy_seconds": copy.as_secs_f64(), "ratio_to_copy": ratio,
+        "replicated_s": replicated_s, "next_round": next,
+        "copy_seconds": copy.as_secs_f64(), "copy_cpu_s": copy_cpu, "ratio_to_copy": ratio,
         "target": "≤ 1.5 × COPY", "target_met": ratio <= 1.5,
         "peers": {"bucardo_s": 4.0, "pglogical_s": 4.0, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": fx.phases(started), "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
+        "phases": phases, "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
         "copy": "COPY (FORMAT csv) of the same rows into two fresh dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
     }));
@@ -169,10 +185,13 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     .await?;
     let rss_max = sampler.finish();
     let seconds = rounds.seconds();
+    let replicated_s = fx.last_write_s(&TARGETS, started);
+    let phases = fx.phases(started);
+    let next = next_round(&engine).await;
     emit(json!({
         "bench": "sync.bulk", "rows": rows, "batch_size": args.batch_size,
         "seconds": seconds, "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "replicated_s": fx.last_write_s(&TARGETS, started),
+        "replicated_s": replicated_s, "next_round": next,
         "rows_per_s": rows as f64 / seconds,
         "target": "≤ 12 s", "target_met": seconds <= 12.0,
         "peers": {"pglogical_s": 39.0, "bucardo_s": 67.0, "at_rows": 1_000_000},
@@ -180,7 +199,7 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "vm_hwm_mb": mb(status_kb(None, "VmHWM")),
         "rss_target": "≤ 100 MB", "rss_target_met": rss_max <= 100 * 1024,
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": fx.phases(started), "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
+        "phases": phases, "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 through a separate, closed pool ({seed_s:.1} s), CHECKPOINT, row counts between rounds (counts run while RSS is sampled)"),
         "rss": "VmRSS of this process sampled every 50 ms during the rounds; vm_hwm_mb includes seeding",
     }));
