@@ -29,6 +29,8 @@ pub struct PgStore {
     region: RegionName,
     pool: PgPool,
     limits: Limits,
+    /// Names this pool's writes in the change wake-up, so that it can ignore its own.
+    writer: String,
 }
 
 impl PgStore {
@@ -36,17 +38,22 @@ impl PgStore {
     /// start-up is reported by the first round instead of stopping the server.
     pub fn open(region: RegionName, url: &str, limits: Limits) -> Result<Self, StoreError> {
         let statement_ms = limits.statement_timeout.as_millis().to_string();
+        let writer = uuid::Uuid::new_v4().simple().to_string();
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database { region: region.clone(), message: e.to_string() })?
             .application_name("dsms")
-            .options([("statement_timeout", statement_ms.as_str()), ("idle_in_transaction_session_timeout", "60000")]);
+            .options([
+                ("statement_timeout", statement_ms.as_str()),
+                ("idle_in_transaction_session_timeout", "60000"),
+                ("dsms.writer", writer.as_str()),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(0)
             .acquire_timeout(limits.connect_timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Self { region, pool, limits })
+        Ok(Self { region, pool, limits, writer })
     }
 
     /// The pool, for tests and benchmarks that inspect the database directly.
@@ -435,9 +442,12 @@ impl Store for PgStore {
         wake.notify_one();
         loop {
             // `None`: the connection was lost (it reconnects on the next call) and notifications
-            // may have been missed meanwhile; a round catches up either way.
-            listener.try_recv().await.map_err(self.err())?;
-            wake.notify_one();
+            // may have been missed meanwhile; a round catches up either way. Our own writes need
+            // no wake-up: the write path has already asked for a round.
+            match listener.try_recv().await.map_err(self.err())? {
+                Some(notification) if notification.payload() == self.writer => {}
+                _ => wake.notify_one(),
+            }
         }
     }
 

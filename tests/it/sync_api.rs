@@ -150,3 +150,30 @@ async fn dsms_sync_exits_2_when_a_region_is_down_and_dsms_verify_lists_divergent
     let report = String::from_utf8_lossy(&partial.stdout);
     assert!(report.contains("Saint-Louis") && report.contains("ÉCHEC"), "{report}");
 }
+
+#[tokio::test]
+async fn a_server_is_not_woken_by_its_own_postgresql_writes_but_is_by_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut config) = config_for(Backends::Postgres, dir.path()) else { return };
+    config.sync_on_write = false;
+    let app = spawn_app_in(config.clone(), dir).await;
+    let rounds = Arc::new(CountRounds(AtomicUsize::new(0)));
+    app.scheduler.add_listener(rounds.clone());
+    tokio::time::sleep(Duration::from_millis(700)).await; // the rounds LISTEN starts with
+    let settled = rounds.0.load(Ordering::SeqCst);
+
+    app.create_vente("Dakar", "Écrit par le serveur", "10").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(rounds.0.load(Ordering::SeqCst), settled, "its own write (already pushed) wakes no round");
+
+    let limits = dsms::store::Limits { connect_timeout: Duration::from_secs(2), statement_timeout: Duration::from_secs(10) };
+    let other = dsms::store::open(&config.regions[0], limits).await.unwrap();
+    let write = LocalWrite::Create { id: VenteId::generate(), vente: new_vente(app.ventes.stores(), 0, "Écrit ailleurs", "42") };
+    other.write(&write, Utc::now()).await.unwrap();
+    let mut waited = 0;
+    while rounds.0.load(Ordering::SeqCst) == settled && waited < 200 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    assert!(rounds.0.load(Ordering::SeqCst) > settled, "another process's write wakes a round");
+}
