@@ -150,6 +150,7 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     let ratio = rounds.seconds() / copy.as_secs_f64();
     let replicated_s = fx.last_write_s(&TARGETS, started);
     let phases = fx.phases(started);
+    let statements = fx.pg_stats().await?;
     let next = next_round(&engine).await;
     emit(json!({
         "bench": "sync.insert", "rows": rows, "batch_size": args.batch_size,
@@ -163,7 +164,7 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
         "copy": "COPY (FORMAT csv) of the same rows into two fresh dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
     }));
-    fx.emit_pg_stats("sync.insert").await?;
+    fixture::emit_statements("sync.insert", statements);
     Ok(())
 }
 
@@ -187,6 +188,7 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     let seconds = rounds.seconds();
     let replicated_s = fx.last_write_s(&TARGETS, started);
     let phases = fx.phases(started);
+    let statements = fx.pg_stats().await?;
     let next = next_round(&engine).await;
     emit(json!({
         "bench": "sync.bulk", "rows": rows, "batch_size": args.batch_size,
@@ -203,7 +205,7 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 through a separate, closed pool ({seed_s:.1} s), CHECKPOINT, row counts between rounds (counts run while RSS is sampled)"),
         "rss": "VmRSS of this process sampled every 50 ms during the rounds; vm_hwm_mb includes seeding",
     }));
-    fx.emit_pg_stats("sync.bulk").await?;
+    fixture::emit_statements("sync.bulk", statements);
     Ok(())
 }
 

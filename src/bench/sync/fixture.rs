@@ -126,16 +126,21 @@ impl Fixture {
         Ok(())
     }
 
-    /// With `--pg-stats`, one more line: each region's costliest statements since the reset.
-    pub async fn emit_pg_stats(&self, bench: &str) -> anyhow::Result<()> {
+    /// With `--pg-stats`: each region's costliest statements since the reset.
+    pub async fn pg_stats(&self) -> anyhow::Result<Option<serde_json::Value>> {
         if !self.pg_stats {
-            return Ok(());
+            return Ok(None);
         }
         let mut regions = serde_json::Map::new();
         for (name, url) in REGIONS.iter().zip(&self.urls) {
             regions.insert((*name).to_owned(), pgstats::top(url).await?);
         }
-        super::emit(serde_json::json!({"bench": format!("{bench}.pg_stats"), "statements": regions}));
+        Ok(Some(serde_json::Value::Object(regions)))
+    }
+
+    /// With `--pg-stats`, one more line: each region's costliest statements since the reset.
+    pub async fn emit_pg_stats(&self, bench: &str) -> anyhow::Result<()> {
+        emit_statements(bench, self.pg_stats().await?);
         Ok(())
     }
 
@@ -162,6 +167,13 @@ impl Fixture {
             }
         }
         Ok(true)
+    }
+}
+
+/// The line `Fixture::emit_pg_stats` prints, for statements read earlier.
+pub fn emit_statements(bench: &str, statements: Option<serde_json::Value>) {
+    if let Some(statements) = statements {
+        super::emit(serde_json::json!({"bench": format!("{bench}.pg_stats"), "statements": statements}));
     }
 }
 
