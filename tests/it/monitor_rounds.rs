@@ -48,11 +48,11 @@ async fn outage_and_return(app: &TestApp, region: &str, down: impl AsyncFnOnce()
     let report = sync(app).await;
     assert_eq!(report["status"], "partial", "{report}");
     let s = stats(app).await;
-    // A partial round counts as failed (a PostgreSQL region's lost LISTEN connection may have
-    // started one more round by itself: at least ours).
+    // A partial round counts as failed. A PostgreSQL region's LISTEN (starting, or losing its
+    // connection) may start rounds by itself: at least ours is counted, in both totals.
     let failed = s["failedSyncs"].as_u64().unwrap() - before["failedSyncs"].as_u64().unwrap();
     assert!(failed >= 1, "a partial round counts as failed");
-    assert_eq!(s["totalSyncs"].as_u64().unwrap() - before["totalSyncs"].as_u64().unwrap(), failed);
+    assert!(s["totalSyncs"].as_u64().unwrap() - before["totalSyncs"].as_u64().unwrap() >= failed);
     assert_eq!(s["regions"][region]["status"], "OFFLINE", "{}", s["regions"]);
     assert!(s["regions"][region]["errors"].as_u64().unwrap() > before["regions"][region]["errors"].as_u64().unwrap());
     let last = &s["syncHistory"][0];
