@@ -111,7 +111,8 @@ fn emit(mut line: serde_json::Value) {
 const TARGETS: [usize; 2] = [1, 2];
 
 /// The round after the timed ones, when every region already holds every row: it carries only
-/// the copies coming back through the targets' feeds (to Dakar, their origin, which skips them).
+/// the copies the timed rounds applied, coming back through the targets' feeds (skipped by their
+/// origin, or found already held).
 async fn next_round(engine: &crate::sync::engine::Engine) -> serde_json::Value {
     let report = engine.round().await;
     json!({
@@ -238,20 +239,24 @@ async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     })
     .await?;
     let seconds = rounds.seconds();
+    let replicated_s = fx.last_write_s(&[0, 1, 2], started);
+    let phases = fx.phases(started);
+    let statements = fx.pg_stats().await?;
+    let next = next_round(&engine).await;
     emit(json!({
         "bench": "sync.update", "rows": rows, "updates": rows, "batch_size": args.batch_size,
         "seconds": seconds, "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "replicated_s": fx.last_write_s(&[0, 1, 2], started),
+        "replicated_s": replicated_s, "next_round": next,
         "target": "≤ 3 s", "target_met": seconds <= 3.0,
         "peers": {"pglogical_s": 6.7, "bucardo_s": 4.3, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": fx.phases(started), "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
+        "phases": phases, "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!(
             "seeding Dakar ({seed_s:.1} s), initial replication ({:.1} s), settling rounds, VACUUM ANALYZE, the updates (write_many, a third per region, {update_s:.1} s), CHECKPOINT, verify between rounds",
             initial.seconds()
         ),
     }));
-    fx.emit_pg_stats("sync.update").await?;
+    fixture::emit_statements("sync.update", statements);
     Ok(())
 }
 

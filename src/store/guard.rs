@@ -79,8 +79,11 @@ impl<G: Guard> Store for Guarded<G> {
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
         self.call(self.inner.cursor(source)).await
     }
-    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
-        self.call(self.inner.changes_since(after, limit)).await
+    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+        self.call(self.inner.changes_since(after, limit, before)).await
+    }
+    async fn feed_horizon(&self) -> Result<i64, StoreError> {
+        self.call(self.inner.feed_horizon()).await
     }
     async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
         self.call(self.inner.wait_for_older_transactions()).await

@@ -213,8 +213,13 @@ pub trait Store: Send + Sync + 'static {
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError>;
     /// How far this database has applied `source`'s feed.
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError>;
-    /// The next changes of this region's feed after `after`, in feed order, at most `limit`.
-    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError>;
+    /// The next changes of this region's feed after `after`, in feed order, at most `limit`; with
+    /// `before` (a `feed_horizon`), only positions below it.
+    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError>;
+    /// A bound above every change committed so far: a round reads feeds only below the horizons
+    /// taken at its start, so rows that other pairs apply during the round (copies the targets
+    /// already hold, or soon will) wait for the next round instead of being read back at once.
+    async fn feed_horizon(&self) -> Result<i64, StoreError>;
     /// Wakes `wake` whenever another process commits a change to this region (PostgreSQL
     /// `LISTEN`); returns only on error. Stores without such a signal wait forever.
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {

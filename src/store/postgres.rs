@@ -386,7 +386,7 @@ impl Store for PgStore {
         .await
     }
 
-    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
         self.bounded(async {
             // Only below the oldest transaction still running: every transaction with a smaller
             // id has ended, and any later one gets a larger id, so nothing can appear behind us.
@@ -396,12 +396,14 @@ impl Store for PgStore {
             // `vente_feed` in order and stopping after `limit` rows.
             let rows = sqlx::query(&format!(
                 "SELECT {COLUMNS}, txid::text::int8 AS pos FROM vente \
-                 WHERE (txid, id) > ($1::text::xid8, $2) AND txid < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+                 WHERE (txid, id) > ($1::text::xid8, $2) \
+                   AND txid < (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $4::text::xid8)) \
                  ORDER BY txid, id LIMIT (SELECT $3::int8)"
             ))
             .bind(after.pos.to_string())
             .bind(after.id)
             .bind(i64::from(limit))
+            .bind(before.unwrap_or(i64::MAX).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
@@ -412,6 +414,18 @@ impl Store for PgStore {
                     Ok((FeedPosition { pos, id: vente.id.0 }, vente))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn feed_horizon(&self) -> Result<i64, StoreError> {
+        // Every transaction that has committed has an id below the current snapshot's xmax.
+        self.bounded(async {
+            let (horizon,): (i64,) = sqlx::query_as("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(self.err())?;
+            Ok(horizon)
         })
         .await
     }

@@ -339,11 +339,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
         self.bounded(async {
             // seq is unique: the id part of the position is not needed here.
-            let rows = sqlx::query(&format!("SELECT {COLUMNS}, seq FROM vente WHERE seq > ? ORDER BY seq LIMIT ?"))
+            let rows = sqlx::query(&format!("SELECT {COLUMNS}, seq FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"))
                 .bind(after.pos)
+                .bind(before.unwrap_or(i64::MAX))
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
@@ -355,6 +356,17 @@ impl Store for SqliteStore {
                     Ok((FeedPosition { pos, id: vente.id.0 }, vente))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn feed_horizon(&self) -> Result<i64, StoreError> {
+        // Positions are handed out under the write lock, so every committed change is at or below
+        // the counter.
+        self.bounded(async {
+            let (seq,): (i64,) =
+                sqlx::query_as("SELECT seq + 1 FROM dsms_clock WHERE id = 1").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(seq)
         })
         .await
     }

@@ -45,6 +45,8 @@ pub struct Engine {
 struct Reached {
     store: Arc<dyn Store>,
     source: Source,
+    /// Its feed is read only below this position during the round (`Store::feed_horizon`).
+    horizon: i64,
 }
 
 impl Engine {
@@ -67,7 +69,12 @@ impl Engine {
         let probes = join_all(self.stores.iter().map(|store| async move {
             let began = Instant::now();
             let answer = store.db_id().await;
-            (answer, began.elapsed())
+            let latency = began.elapsed();
+            let answer = match answer {
+                Ok(db_id) => store.feed_horizon().await.map(|horizon| (db_id, horizon)),
+                Err(e) => Err(e),
+            };
+            (answer, latency)
         }))
         .await;
         let mut regions: Vec<RegionOutcome> = Vec::with_capacity(self.stores.len());
@@ -75,8 +82,8 @@ impl Engine {
         for (store, (answer, latency)) in self.stores.iter().zip(probes) {
             let region = store.region().clone();
             match answer {
-                Ok(db_id) => {
-                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id } });
+                Ok((db_id, horizon)) => {
+                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id }, horizon });
                     regions.push(RegionOutcome { region, error: None, latency: Some(latency), rows_applied: 0, pending: 0 });
                 }
                 Err(e) => {
@@ -163,13 +170,14 @@ impl Engine {
         let (sender, mut receiver) = mpsc::channel::<Result<Vec<(FeedPosition, crate::domain::Vente)>, StoreError>>(1);
         let batch_size = self.options.batch_size;
         let reader_store = source.store.clone();
+        let horizon = source.horizon;
         let reader = async move {
             let mut after = start;
             loop {
                 if Instant::now() >= deadline {
                     return true; // more may remain
                 }
-                let changes = reader_store.changes_since(after, batch_size).await;
+                let changes = reader_store.changes_since(after, batch_size, Some(horizon)).await;
                 let (done, last) = match &changes {
                     Ok(rows) => (rows.len() < batch_size as usize, rows.last().map(|(p, _)| *p)),
                     Err(_) => (true, None),

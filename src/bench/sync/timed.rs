@@ -154,9 +154,9 @@ impl Store for Timed {
         self.other(self.inner.cursor(source)).await
     }
 
-    async fn changes_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
         let started = Instant::now();
-        let changes = self.inner.changes_since(after, limit).await;
+        let changes = self.inner.changes_since(after, limit, before).await;
         CallTimes::add(&self.times.feed_calls, &self.times.feed_ns, started);
         if let Ok(rows) = &changes {
             self.times.feed_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -170,6 +170,10 @@ impl Store for Timed {
 
     async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
         self.other(self.inner.wait_for_older_transactions()).await
+    }
+
+    async fn feed_horizon(&self) -> Result<i64, StoreError> {
+        self.other(self.inner.feed_horizon()).await
     }
 
     async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
