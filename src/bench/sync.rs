@@ -110,6 +110,9 @@ fn emit(mut line: serde_json::Value) {
 
 const TARGETS: [usize; 2] = [1, 2];
 
+/// Sales every region holds before the `insert` scenario writes its own.
+const IN_SERVICE: u64 = 1_000;
+
 /// The round after the timed ones, when every region already holds every row: it carries only
 /// the copies the timed rounds applied, coming back through the targets' feeds (skipped by their
 /// origin, or found already held).
@@ -125,6 +128,12 @@ async fn next_round(engine: &crate::sync::engine::Engine) -> serde_json::Value {
 async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     let fx = Fixture::start(args.pg_stats).await?;
     let copies = [fx.extra_database(1, "copy_thies").await?, fx.extra_database(2, "copy_saint_louis").await?];
+    // Regions in service, not empty: an empty one would be filled by a bulk load (the `bulk`
+    // scenario), and this one measures the regular path.
+    write_rows(&fx.urls[0], REGIONS[0], new_sales(IN_SERVICE), |_| {}).await?;
+    let engine = fx.engine(args.batch_size);
+    rounds_until(&engine, 20, async |_| fx.hold(&TARGETS, IN_SERVICE).await).await?;
+    settle(&engine).await?;
     let mut seeded: Vec<Vente> = Vec::with_capacity(usize::try_from(rows)?);
     let seed_s = write_rows(&fx.urls[0], REGIONS[0], new_sales(rows), |batch| seeded.extend_from_slice(batch)).await?;
     let csv = fixture::csv_of(&seeded)?;
@@ -139,13 +148,12 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
 
     fx.checkpoint().await?;
     fx.reset_times().await?;
-    let engine = fx.engine(args.batch_size);
     let cpu = fx.cpu();
     let mut cpu_s = None;
     let started = Instant::now();
     let rounds = rounds_until(&engine, 20, async |_| {
         cpu_s.get_or_insert_with(|| fx.cpu_since(&cpu));
-        fx.hold(&TARGETS, rows).await
+        fx.hold(&TARGETS, IN_SERVICE + rows).await
     })
     .await?;
     let ratio = rounds.seconds() / copy.as_secs_f64();
@@ -162,8 +170,8 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "peers": {"bucardo_s": 4.0, "pglogical_s": 4.0, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
         "phases": phases, "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
-        "untimed": format!("seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
-        "copy": "COPY (FORMAT csv) of the same rows into two fresh dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
+        "untimed": format!("{IN_SERVICE} sales written into Dakar and replicated first (regions in service), seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
+        "copy": "COPY (FORMAT csv) of the same rows into two fresh, empty dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
     }));
     fixture::emit_statements("sync.insert", statements);
     Ok(())

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Applied, Backend, Batch, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome};
+use super::{
+    Applied, Backend, Batch, BulkLoad, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+};
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::sync::merge::Conflict;
 
@@ -85,6 +87,16 @@ impl<G: Guard> Store for Guarded<G> {
     async fn feed_horizon(&self) -> Result<i64, StoreError> {
         self.call(self.inner.feed_horizon()).await
     }
+    async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
+        self.call(self.inner.feed_len(after, before, cap)).await
+    }
+    async fn wants_bulk_load(&self) -> Result<bool, StoreError> {
+        self.call(self.inner.wants_bulk_load()).await
+    }
+    async fn begin_bulk_load(&self) -> Result<Option<Box<dyn BulkLoad + '_>>, StoreError> {
+        let load = self.call(self.inner.begin_bulk_load()).await?;
+        Ok(load.map(|inner| Box::new(GuardedLoad { inner, outer: self }) as Box<dyn BulkLoad + '_>))
+    }
     async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
         self.call(self.inner.wait_for_older_transactions()).await
     }
@@ -141,5 +153,22 @@ impl Guard for Breaker {
 
     fn observe(&self, unavailable: bool) {
         self.tripped_at.store(if unavailable { Utc::now().timestamp_millis() } else { 0 }, Ordering::Relaxed);
+    }
+}
+
+/// A bulk load whose every step is admitted by the store's guard.
+struct GuardedLoad<'a, G: Guard> {
+    inner: Box<dyn BulkLoad + 'a>,
+    outer: &'a Guarded<G>,
+}
+
+#[async_trait::async_trait]
+impl<G: Guard> BulkLoad for GuardedLoad<'_, G> {
+    async fn apply(&mut self, batch: &Batch) -> Result<Applied, StoreError> {
+        self.outer.call(self.inner.apply(batch)).await
+    }
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
+        let Self { inner, outer } = *self;
+        outer.call(inner.finish()).await
     }
 }

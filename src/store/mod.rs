@@ -220,6 +220,20 @@ pub trait Store: Send + Sync + 'static {
     /// taken at its start, so rows that other pairs apply during the round (copies the targets
     /// already hold, or soon will) wait for the next round instead of being read back at once.
     async fn feed_horizon(&self) -> Result<i64, StoreError>;
+    /// How many changes of this region's feed follow `after` below `before`, counted up to `cap`.
+    async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError>;
+    /// Whether this region could be filled by a bulk load (`begin_bulk_load`): its engine has one
+    /// and it holds no row. Locks nothing.
+    async fn wants_bulk_load(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Starts filling this empty region in one transaction that holds its table alone (reads and
+    /// writes wait until it ends), as `pg_restore` does: secondary indexes are dropped now and
+    /// built again by `BulkLoad::finish`. `None` when that is not possible (a row arrived, the
+    /// table is busy, the engine has no such path): the caller applies batches as usual.
+    async fn begin_bulk_load(&self) -> Result<Option<Box<dyn BulkLoad + '_>>, StoreError> {
+        Ok(None)
+    }
     /// Wakes `wake` whenever another process commits a change to this region (PostgreSQL
     /// `LISTEN`); returns only on error. Stores without such a signal wait forever.
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
@@ -245,6 +259,16 @@ pub trait Store: Send + Sync + 'static {
     /// Live sales summed per `region` column: count and exact total; per day from `since` to `today`
     /// (days without sales omitted); the `recent` newest writes of each region.
     async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError>;
+}
+
+/// A bulk load under way (`Store::begin_bulk_load`). Dropped without `finish`, it is rolled back:
+/// the region is left as it was, empty, with its indexes.
+#[async_trait::async_trait]
+pub trait BulkLoad: Send {
+    /// As `Store::apply`, inside the load's transaction.
+    async fn apply(&mut self, batch: &Batch) -> Result<Applied, StoreError>;
+    /// Builds the indexes again and commits everything applied, cursors included.
+    async fn finish(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// Live sales of one region as one database sees them (`Store::analytics`). Totals are exact.

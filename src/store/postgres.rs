@@ -180,6 +180,101 @@ impl PgStore {
         Ok(held.into_iter().map(|(id, hlc, origin)| (VenteId(id), Version { hlc: Hlc(hlc), origin: RegionName::new(&origin) })).collect())
     }
 
+    /// Moves this database's cursor on `source`'s feed forward to `end` (never back).
+    async fn move_cursor(conn: &mut PgConnection, source: &Source, end: FeedPosition) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES ($1, $2, $3, $4, now()) \
+             ON CONFLICT (source, source_db) DO UPDATE SET pos = EXCLUDED.pos, id = EXCLUDED.id, updated_at = now() \
+             WHERE (dsms_cursor.pos, dsms_cursor.id) < (EXCLUDED.pos, EXCLUDED.id)",
+        )
+        .bind(source.region.as_str())
+        .bind(source.db_id)
+        .bind(end.pos)
+        .bind(end.id)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+    }
+
+    /// Inserts rows with `COPY … (FORMAT binary)`: the fastest way in, for rows known to be new
+    /// (a duplicate id fails the whole statement).
+    async fn copy_in(conn: &mut PgConnection, rows: &[Vente]) -> Result<u64, sqlx::Error> {
+        let mut data = sqlx::postgres::PgArgumentBuffer::default();
+        data.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        data.extend_from_slice(&[0; 8]); // no flags, no header extension
+        for v in rows {
+            data.extend_from_slice(&11_i16.to_be_bytes());
+            copy_field(&mut data, &v.id.0)?;
+            copy_field(&mut data, &v.produit.as_str())?;
+            copy_field(&mut data, &v.produit.search_key())?;
+            copy_field(&mut data, &v.montant.to_decimal())?;
+            copy_field(&mut data, &v.date_vente.get())?;
+            copy_field(&mut data, &v.region.as_str())?;
+            copy_field(&mut data, &v.updated_at)?;
+            copy_field(&mut data, &v.deleted)?;
+            copy_field(&mut data, &v.version.hlc.0)?;
+            copy_field(&mut data, &v.version.origin.as_str())?;
+            copy_field(&mut data, &v.seen.encode())?;
+        }
+        data.extend_from_slice(&(-1_i16).to_be_bytes());
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        copy.send(data.as_slice()).await?;
+        copy.finish().await
+    }
+
+    /// `Store::apply` inside the caller's transaction.
+    async fn apply_in(&self, conn: &mut PgConnection, batch: &Batch) -> Result<Applied, StoreError> {
+        let rows = dedupe_by_id(&batch.rows);
+        // Rows held at exactly their version (a change coming back through another region's
+        // feed, a replay) change nothing: leave them out before locking anything. Every stored
+        // version is already below the clock, so the clock moves only for what is left.
+        let held = self.held_versions(conn, &rows).await?;
+        let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
+        let rows: Cow<'_, [Vente]> =
+            if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { rows };
+        let mut stored = HashMap::new();
+        if !rows.is_empty() {
+            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
+            sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *conn).await.map_err(self.err())?;
+            // Only rows stored at another version need reading, locked for the judgement.
+            let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
+            if !ids.is_empty() {
+                stored = self.get_many(conn, &ids).await?;
+            }
+        }
+        let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
+        let written = if writes.is_empty() { 0 } else { Self::upsert(conn, &writes, true).await.map_err(self.err())? };
+        let mut logged = 0;
+        for c in &conflicts {
+            logged += sqlx::query(
+                "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(c.loser.id.0)
+            .bind(c.loser.version.hlc.0)
+            .bind(c.loser.version.origin.as_str())
+            .bind(c.winner.version.hlc.0)
+            .bind(c.winner.version.origin.as_str())
+            .bind(snapshot(&c.loser))
+            .bind(snapshot(&c.winner))
+            .bind(c.detected_in.as_str())
+            .bind(c.detected_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(self.err())?
+            .rows_affected();
+        }
+        if let Some((source, end)) = &batch.from {
+            Self::move_cursor(conn, source, *end).await.map_err(self.err())?;
+        }
+        Ok(Applied { rows: written, conflicts: logged })
+    }
+
     async fn get_in(&self, conn: &mut PgConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = $1"))
             .bind(id.0)
@@ -187,6 +282,95 @@ impl PgStore {
             .await
             .map_err(self.err())?;
         row.map(|r| self.vente(&r)).transpose()
+    }
+}
+
+/// One field of a binary `COPY` row: its length, then the value as PostgreSQL's binary format has
+/// it (sqlx's own encoders write exactly that).
+fn copy_field<'q, T: sqlx::Encode<'q, Postgres>>(out: &mut sqlx::postgres::PgArgumentBuffer, value: &T) -> Result<(), sqlx::Error> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let len = match value.encode_by_ref(out).map_err(sqlx::Error::Encode)? {
+        sqlx::encode::IsNull::Yes => -1,
+        sqlx::encode::IsNull::No => i32::try_from(out.len() - at - 4).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+    };
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// A bulk load into an empty PostgreSQL region (`Store::begin_bulk_load`): one transaction, the
+/// table locked, its secondary indexes dropped until `finish` builds them again from `indexes`.
+struct PgBulkLoad<'a> {
+    store: &'a PgStore,
+    tx: sqlx::Transaction<'static, Postgres>,
+    indexes: Vec<String>,
+    /// Batches are copied straight in (`COPY`, no row can be there yet) until one meets a row
+    /// already loaded (another source's copy, or a row that moved on in the feed being read);
+    /// that batch and the rest are applied as usual.
+    copying: bool,
+}
+
+/// How long building the indexes again may take: sorting is far faster than maintaining them
+/// row by row, but it runs as one statement per index, whatever the statement timeout.
+const INDEX_BUILD_LIMIT: Duration = Duration::from_secs(600);
+
+#[async_trait::async_trait]
+impl super::BulkLoad for PgBulkLoad<'_> {
+    async fn apply(&mut self, batch: &Batch) -> Result<Applied, StoreError> {
+        let Self { store, tx, copying, .. } = self;
+        store
+            .bounded(async {
+                if *copying {
+                    let err = store.err();
+                    let rows = dedupe_by_id(&batch.rows);
+                    sqlx::query("SAVEPOINT bulk_copy").execute(&mut **tx).await.map_err(&err)?;
+                    match PgStore::copy_in(tx, &rows).await {
+                        Ok(written) => {
+                            sqlx::query("RELEASE SAVEPOINT bulk_copy").execute(&mut **tx).await.map_err(&err)?;
+                            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
+                            sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)")
+                                .bind(max_hlc)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(&err)?;
+                            if let Some((source, end)) = &batch.from {
+                                PgStore::move_cursor(tx, source, *end).await.map_err(&err)?;
+                            }
+                            return Ok(Applied { rows: written, conflicts: 0 });
+                        }
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                            sqlx::query("ROLLBACK TO SAVEPOINT bulk_copy").execute(&mut **tx).await.map_err(&err)?;
+                            *copying = false;
+                        }
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+                store.apply_in(tx, batch).await
+            })
+            .await
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
+        let Self { store, mut tx, indexes, .. } = *self;
+        let err = store.err();
+        let build = async {
+            let limit = format!("{}s", INDEX_BUILD_LIMIT.as_secs());
+            sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('maintenance_work_mem', '256MB', true)")
+                .bind(&limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+            for definition in &indexes {
+                sqlx::query(definition).execute(&mut *tx).await.map_err(&err)?;
+            }
+            tx.commit().await.map_err(&err)
+        };
+        tokio::time::timeout(INDEX_BUILD_LIMIT + store.limits.connect_timeout, build).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                region: store.region.clone(),
+                message: format!("index non reconstruits en {INDEX_BUILD_LIMIT:?}"),
+            })
+        })
     }
 }
 
@@ -302,65 +486,12 @@ impl Store for PgStore {
 
     async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         self.bounded(async {
-            let rows = dedupe_by_id(&batch.rows);
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             // Our own applies do not wake listeners: they would only start rounds for echoes.
             sqlx::query("SELECT set_config('dsms.applying', 'on', true)").execute(&mut *tx).await.map_err(self.err())?;
-            // Rows held at exactly their version (a change coming back through another region's
-            // feed, a replay) change nothing: leave them out before locking anything. Every stored
-            // version is already below the clock, so the clock moves only for what is left.
-            let held = self.held_versions(&mut tx, &rows).await?;
-            let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
-            let rows: Cow<'_, [Vente]> =
-                if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { rows };
-            let mut stored = HashMap::new();
-            if !rows.is_empty() {
-                let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
-                sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *tx).await.map_err(self.err())?;
-                // Only rows stored at another version need reading, locked for the judgement.
-                let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
-                if !ids.is_empty() {
-                    stored = self.get_many(&mut tx, &ids).await?;
-                }
-            }
-            let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
-            let written = if writes.is_empty() { 0 } else { Self::upsert(&mut tx, &writes, true).await.map_err(self.err())? };
-            let mut logged = 0;
-            for c in &conflicts {
-                logged += sqlx::query(
-                    "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                )
-                .bind(c.loser.id.0)
-                .bind(c.loser.version.hlc.0)
-                .bind(c.loser.version.origin.as_str())
-                .bind(c.winner.version.hlc.0)
-                .bind(c.winner.version.origin.as_str())
-                .bind(snapshot(&c.loser))
-                .bind(snapshot(&c.winner))
-                .bind(c.detected_in.as_str())
-                .bind(c.detected_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err())?
-                .rows_affected();
-            }
-            if let Some((source, end)) = &batch.from {
-                sqlx::query(
-                    "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES ($1, $2, $3, $4, now()) \
-                     ON CONFLICT (source, source_db) DO UPDATE SET pos = EXCLUDED.pos, id = EXCLUDED.id, updated_at = now() \
-                     WHERE (dsms_cursor.pos, dsms_cursor.id) < (EXCLUDED.pos, EXCLUDED.id)",
-                )
-                .bind(source.region.as_str())
-                .bind(source.db_id)
-                .bind(end.pos)
-                .bind(end.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err())?;
-            }
+            let applied = self.apply_in(&mut tx, batch).await?;
             tx.commit().await.map_err(self.err())?;
-            Ok(Applied { rows: written, conflicts: logged })
+            Ok(applied)
         })
         .await
     }
@@ -414,6 +545,74 @@ impl Store for PgStore {
                     Ok((FeedPosition { pos, id: vente.id.0 }, vente))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM (SELECT 1 FROM vente WHERE (txid, id) > ($1::text::xid8, $2) \
+                   AND txid < (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $3::text::xid8)) LIMIT (SELECT $4::int8)) AS feed",
+            )
+            .bind(after.pos.to_string())
+            .bind(after.id)
+            .bind(before.unwrap_or(i64::MAX).to_string())
+            .bind(i64::from(cap))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err())?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn wants_bulk_load(&self) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let (empty,): (bool,) =
+                sqlx::query_as("SELECT NOT EXISTS (SELECT 1 FROM vente)").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(empty)
+        })
+        .await
+    }
+
+    async fn begin_bulk_load(&self) -> Result<Option<Box<dyn super::BulkLoad + '_>>, StoreError> {
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            sqlx::query("SELECT set_config('dsms.applying', 'on', true), set_config('lock_timeout', '1s', true)")
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err())?;
+            // Readers of the table come and go quickly; one that holds it longer lets the round
+            // apply batches as usual instead.
+            match sqlx::query("LOCK TABLE vente IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await {
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => return Ok(None),
+                other => other.map_err(self.err())?,
+            };
+            let (empty,): (bool,) =
+                sqlx::query_as("SELECT NOT EXISTS (SELECT 1 FROM vente)").fetch_one(&mut *tx).await.map_err(self.err())?;
+            if !empty {
+                return Ok(None);
+            }
+            // Every index but the primary key, in creation order (the planner breaks cost ties
+            // by it), to be built again as they were.
+            let indexes: Vec<(String, String)> = sqlx::query_as(
+                "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+                 WHERE i.indrelid = 'vente'::regclass AND NOT i.indisprimary ORDER BY i.indexrelid",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err())?;
+            for (name, _) in &indexes {
+                sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await.map_err(self.err())?;
+            }
+            let load: Box<dyn super::BulkLoad + '_> = Box::new(PgBulkLoad {
+                store: self,
+                tx,
+                indexes: indexes.into_iter().map(|(_, definition)| definition).collect(),
+                copying: true,
+            });
+            Ok(Some(load))
         })
         .await
     }

@@ -360,6 +360,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM (SELECT 1 FROM vente WHERE seq > ? AND seq < ? LIMIT ?)")
+                .bind(after.pos)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(i64::from(cap))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(self.err())?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn feed_horizon(&self) -> Result<i64, StoreError> {
         // Positions are handed out under the write lock, so every committed change is at or below
         // the counter.

@@ -11,7 +11,7 @@ use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
-use crate::store::{Batch, FeedPosition, Source, Store, StoreError};
+use crate::store::{Batch, BulkLoad, FeedPosition, Source, Store, StoreError};
 
 /// How long a round waits, at most, for transactions already running to end before reading feeds.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -21,6 +21,10 @@ const SOURCES_AT_ONCE: usize = 4;
 
 /// Rows per batch read from a feed and applied in one transaction.
 pub const DEFAULT_BATCH: u32 = 5_000;
+
+/// Changes waiting for an empty region from which a round fills it by a bulk load
+/// (`Store::begin_bulk_load`) rather than batch by batch into its indexes.
+pub const BULK_MIN: u32 = 50_000;
 
 #[derive(Clone, Copy, Debug)]
 pub struct EngineOptions {
@@ -98,10 +102,13 @@ impl Engine {
         // database's) a moment to end, so the round carries what was committed before it began.
         join_all(reached.iter().map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions()))).await;
 
+        // Empty regions with a large backlog are filled first, in bulk.
+        let reached = &reached;
+        let loaded = self.bulk_loads(reached, deadline).await;
+
         // Every reachable target pulls from every other reachable source, all at once (bounded),
         // so a slow region delays only its own pairs. Applies into one target take turns in its
         // database (its clock row, or SQLite's write lock).
-        let reached = &reached;
         let mut per_target = Vec::with_capacity(reached.len());
         for target in reached {
             let mut pulls = Vec::with_capacity(reached.len());
@@ -113,7 +120,13 @@ impl Engine {
             per_target.push(stream::iter(pulls).buffer_unordered(SOURCES_AT_ONCE).collect::<Vec<_>>());
         }
         let per_target = join_all(per_target).await;
-        let pairs: Vec<PairResult> = per_target.into_iter().flatten().collect();
+        let mut pairs: Vec<PairResult> = per_target.into_iter().flatten().collect();
+        for bulk in loaded {
+            match pairs.iter_mut().find(|p| p.source == bulk.source && p.target == bulk.target) {
+                Some(pair) => pair.absorb(bulk),
+                None => pairs.push(bulk),
+            }
+        }
 
         let mut conflicts = 0;
         for pair in &pairs {
@@ -154,6 +167,140 @@ impl Engine {
         };
         log_round(&report);
         report
+    }
+
+    /// Fills, each in one bulk load, the reachable regions that are empty while at least
+    /// `BULK_MIN` changes wait for them in the others' feeds. A source's feed is read once for all
+    /// the regions loading it from the same position. Returns what each (source, target) pair got.
+    async fn bulk_loads(&self, reached: &[Reached], deadline: Instant) -> Vec<PairResult> {
+        // Which regions are empty? (Nothing is locked yet: they are looked at, and counted as
+        // sources, before any load begins.)
+        let mut empty = Vec::new();
+        for target in reached {
+            // Errors here are left to the usual pairs, which report them.
+            if target.store.wants_bulk_load().await.unwrap_or(false) {
+                empty.push(target.source.region.clone());
+            }
+        }
+        if empty.is_empty() {
+            return Vec::new();
+        }
+        let mut candidates = Vec::new();
+        for target in reached.iter().filter(|t| empty.contains(&t.source.region)) {
+            let mut waiting = 0;
+            let mut starts = Vec::with_capacity(reached.len());
+            for source in reached.iter().filter(|s| s.source.region != target.source.region) {
+                let Ok(start) = target.store.cursor(&source.source).await else { break };
+                if !empty.contains(&source.source.region) {
+                    let cap = BULK_MIN.saturating_sub(u32::try_from(waiting).unwrap_or(u32::MAX));
+                    waiting += source.store.feed_len(start, Some(source.horizon), cap).await.unwrap_or(0);
+                }
+                starts.push((source.source.region.clone(), start));
+            }
+            if waiting >= u64::from(BULK_MIN) && starts.len() + 1 == reached.len() {
+                candidates.push((target, starts, waiting));
+            }
+        }
+        let mut loads: Vec<Load<'_>> = Vec::new();
+        for (target, starts, waiting) in candidates {
+            match target.store.begin_bulk_load().await {
+                Ok(Some(session)) => {
+                    tracing::info!(region = %target.source.region, waiting, "chargement en bloc d'une région vide");
+                    loads.push(Load { target, session, starts, results: Vec::new(), failed: None });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(region = %target.source.region, error = %e, "chargement en bloc impossible"),
+            }
+        }
+        if loads.is_empty() {
+            return Vec::new();
+        }
+        // Regions being loaded are empty (and locked): they are sources of nothing.
+        let loading: Vec<crate::domain::RegionName> = loads.iter().map(|l| l.target.source.region.clone()).collect();
+        for source in reached.iter().filter(|s| !loading.contains(&s.source.region)) {
+            let mut starts: Vec<FeedPosition> = loads.iter().filter_map(|l| l.start(&source.source)).collect();
+            starts.sort();
+            starts.dedup();
+            for start in starts {
+                let mut group: Vec<&mut Load<'_>> =
+                    loads.iter_mut().filter(|l| l.failed.is_none() && l.start(&source.source) == Some(start)).collect();
+                self.bulk_from(source, start, &mut group, deadline).await;
+            }
+        }
+        let finished = join_all(loads.into_iter().map(|load| async move {
+            let Load { target, session, mut results, failed, .. } = load;
+            let failed = match failed {
+                Some(e) => Some(e), // dropped: rolled back
+                None => session.finish().await.err().map(|e| e.to_string()),
+            };
+            if let Some(e) = failed {
+                tracing::warn!(region = %target.source.region, error = %e, "chargement en bloc annulé");
+                for result in &mut results {
+                    result.rows_applied = 0;
+                    result.conflicts = 0;
+                    result.more = false;
+                    result.error.get_or_insert((Side::Target, e.clone()));
+                }
+            }
+            results
+        }))
+        .await;
+        finished.into_iter().flatten().collect()
+    }
+
+    /// Streams `source`'s feed from `start` into every load of `group` (the next batch is read
+    /// while the last one is applied everywhere).
+    async fn bulk_from(&self, source: &Reached, start: FeedPosition, group: &mut [&mut Load<'_>], deadline: Instant) {
+        let batch_size = self.options.batch_size;
+        let results: Vec<usize> = group
+            .iter_mut()
+            .map(|load| {
+                load.results.push(PairResult::new(&source.source, &load.target.source));
+                load.results.len() - 1
+            })
+            .collect();
+        let mut read = source.store.changes_since(start, batch_size, Some(source.horizon)).await;
+        loop {
+            let changes = match read {
+                Ok(changes) => changes,
+                Err(e) => {
+                    for (load, &i) in group.iter_mut().zip(&results) {
+                        load.results[i].error = Some((Side::Source, e.to_string()));
+                    }
+                    return;
+                }
+            };
+            let Some(&(end, _)) = changes.last() else { return };
+            let full = changes.len() == batch_size as usize;
+            let more = full && Instant::now() < deadline;
+            let batch = Batch { rows: changes.into_iter().map(|(_, v)| v).collect(), from: Some((source.source.clone(), end)) };
+            let next = async { if more { Some(source.store.changes_since(end, batch_size, Some(source.horizon)).await) } else { None } };
+            let batch = &batch;
+            let applies = join_all(group.iter_mut().zip(&results).filter(|(load, _)| load.failed.is_none()).map(|(load, &i)| async move {
+                let applied = load.session.apply(batch).await;
+                let result = &mut load.results[i];
+                result.rows_read += batch.rows.len() as u64;
+                match applied {
+                    Ok(applied) => {
+                        result.rows_applied += applied.rows;
+                        result.conflicts += applied.conflicts;
+                    }
+                    Err(e) => load.failed = Some(e.to_string()),
+                }
+            }));
+            let (next, _) = tokio::join!(next, applies);
+            match next {
+                Some(next) if group.iter().any(|l| l.failed.is_none()) => read = next,
+                _ => {
+                    if full && !more {
+                        for (load, &i) in group.iter_mut().zip(&results) {
+                            load.results[i].more = true;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     /// Moves `source`'s new changes into `target`, streaming: the next batch is read while the
@@ -203,8 +350,9 @@ impl Engine {
                 };
                 let Some(&(end, _)) = changes.last() else { continue };
                 result.rows_read += changes.len() as u64;
-                // A row stamped by the target itself is already there (or superseded): skip the echo.
-                let rows = changes.into_iter().map(|(_, v)| v).filter(|v| v.version.origin != target.source.region).collect();
+                // Every row goes to the target, even one it stamped itself: its database may have
+                // been recreated since. What it already holds is left out cheaply by `apply`.
+                let rows = changes.into_iter().map(|(_, v)| v).collect();
                 match target.store.apply(&Batch { rows, from: Some((source.source.clone(), end)) }).await {
                     Ok(applied) => {
                         result.rows_applied += applied.rows;
@@ -221,6 +369,23 @@ impl Engine {
         let (more, ()) = tokio::join!(reader, writer);
         result.more = more && result.error.is_none();
         result
+    }
+}
+
+/// A bulk load under way into one region during a round.
+struct Load<'a> {
+    target: &'a Reached,
+    session: Box<dyn BulkLoad + 'a>,
+    /// Where the target's cursor on each source stood.
+    starts: Vec<(crate::domain::RegionName, FeedPosition)>,
+    results: Vec<PairResult>,
+    /// Why the load was abandoned (its transaction is rolled back).
+    failed: Option<String>,
+}
+
+impl Load<'_> {
+    fn start(&self, source: &Source) -> Option<FeedPosition> {
+        self.starts.iter().find(|(region, _)| *region == source.region).map(|(_, start)| *start)
     }
 }
 
@@ -252,6 +417,17 @@ impl PairResult {
             conflicts: 0,
             more: false,
             error: None,
+        }
+    }
+
+    /// Adds what the same pair did earlier in the round (a bulk load).
+    fn absorb(&mut self, earlier: PairResult) {
+        self.rows_read += earlier.rows_read;
+        self.rows_applied += earlier.rows_applied;
+        self.conflicts += earlier.conflicts;
+        self.more |= earlier.more;
+        if earlier.error.is_some() && self.error.is_none() {
+            self.error = earlier.error;
         }
     }
 

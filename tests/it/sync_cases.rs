@@ -328,3 +328,92 @@ async fn two_processes_writing_into_one_region_in_the_same_millisecond_get_disti
     let distinct: HashSet<_> = versions.iter().collect();
     assert_eq!(distinct.len(), versions.len(), "every write has its own version");
 }
+
+/// The index definitions of a PostgreSQL database's `vente`, by name.
+async fn index_definitions(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = 'vente' ORDER BY indexname")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_empty_region_is_filled_in_bulk_with_its_indexes_built_again_and_nothing_lost() {
+    let Some(urls) = pg_urls() else { return };
+    let stores = open_stores(urls.clone()).await;
+    let dsms::config::DatabaseUrl::Postgres(saint_louis_url) = &urls[2] else { unreachable!() };
+    let saint_louis = sqlx::PgPool::connect(saint_louis_url).await.unwrap();
+    let indexes = index_definitions(&saint_louis).await;
+
+    // More than a bulk load's worth in Dakar; a few sales in Thies, one of them a concurrent
+    // version of a Dakar sale (a conflict Saint-Louis must log although it receives both at once).
+    let n = dsms::sync::engine::BULK_MIN as usize + 2_000;
+    let mut ids = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(10_000) {
+        let rows: Vec<_> =
+            (0..10_000.min(n - chunk * 10_000)).map(|i| (VenteId::generate(), new_vente(&stores, i % 3, "Mil", "10"))).collect();
+        ids.extend(rows.iter().map(|(id, _)| *id));
+        stores[0].write_many(&rows, Utc::now()).await.unwrap();
+    }
+    let shared = ids[7];
+    let thies_own =
+        write(&stores[1], LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&stores, 1, "Riz", "5") }, Utc::now()).await;
+    let rival = stores[1]
+        .write_many(&[(shared, new_vente(&stores, 1, "Sorgho", "12.50"))], Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+
+    let report = engine(&stores).round().await;
+    assert_eq!(report.status, RoundStatus::Success, "{:?}", report.error_summary());
+    let held = dump(stores[2].as_ref()).await;
+    assert_eq!(held.len(), n + 1, "every sale of Dakar and Thies");
+    assert!(held.contains_key(&thies_own.id));
+    assert_eq!(held[&shared].version, rival[0].version, "the greater version of the shared sale");
+    // One transaction wrote them all; the indexes are back as they were, and used.
+    let (writers,): (i64,) = sqlx::query_as("SELECT count(DISTINCT txid) FROM vente").fetch_one(&saint_louis).await.unwrap();
+    assert_eq!(writers, 1, "a bulk load is one transaction");
+    assert_eq!(index_definitions(&saint_louis).await, indexes);
+    let plan: Vec<(String,)> =
+        sqlx::query_as("EXPLAIN SELECT id FROM vente WHERE deleted = false ORDER BY updated_at DESC, id DESC LIMIT 20")
+            .fetch_all(&saint_louis)
+            .await
+            .unwrap();
+    assert!(plan.iter().any(|(line,)| line.contains("idx_vente_sync")), "{plan:?}");
+    let conflicts = stores[2].conflicts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].loser.id, shared);
+
+    // Cursors moved with the load: the next rounds find nothing more for Saint-Louis.
+    engine(&stores).round().await;
+    let again = engine(&stores).round().await;
+    let saint_louis_applied = again.regions.iter().find(|r| r.region.as_str() == "Saint-Louis").unwrap().rows_applied;
+    assert_eq!(saint_louis_applied, 0);
+    assert_identical(&stores).await;
+}
+
+#[tokio::test]
+async fn a_region_whose_database_is_recreated_gets_back_even_the_sales_it_wrote_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let urls = sqlite_urls(dir.path());
+    let stores = open_stores(urls.clone()).await;
+    let own =
+        write(&stores[2], LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&stores, 2, "Oignons", "30") }, Utc::now()).await;
+    let other =
+        write(&stores[0], LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&stores, 0, "Mil", "10") }, Utc::now()).await;
+    engine(&stores).round().await;
+    assert_identical(&stores).await;
+
+    // Saint-Louis' database is lost and created again, empty (a new identity).
+    drop(stores);
+    for suffix in ["", "-wal", "-shm"] {
+        let dsms::config::DatabaseUrl::Sqlite(path) = &urls[2] else { unreachable!() };
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let stores = open_stores(urls).await;
+    let report = engine(&stores).round().await;
+    assert_eq!(report.status, RoundStatus::Success);
+    let held = dump(stores[2].as_ref()).await;
+    assert_eq!(held.get(&other.id).map(|v| &v.version), Some(&other.version));
+    assert_eq!(held.get(&own.id).map(|v| &v.version), Some(&own.version), "its own sale, written before it was lost");
+    assert_identical(&stores).await;
+}

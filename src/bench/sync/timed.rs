@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::store::{
-    Applied, Backend, Batch, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+    Applied, Backend, Batch, BulkLoad, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
 };
 use crate::sync::merge::Conflict;
 
@@ -72,9 +72,56 @@ impl CallTimes {
         })
     }
 
+    /// Counts an apply that started at `started` (a bulk load's too).
+    fn applied(&self, batch: &Batch, applied: &Result<Applied, StoreError>, started: Instant) {
+        CallTimes::add(&self.apply_calls, &self.apply_ns, started);
+        self.apply_rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
+        if let Ok(applied) = applied {
+            self.written.fetch_add(applied.rows, Ordering::Relaxed);
+            if applied.rows > 0 {
+                self.wrote_now();
+            }
+        }
+    }
+
+    fn wrote_now(&self) {
+        if let Ok(mut last) = self.last_write.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+
     fn add(calls: &AtomicU64, ns: &AtomicU64, started: Instant) {
         calls.fetch_add(1, Ordering::Relaxed);
         ns.fetch_add(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// A bulk load whose applies count as applies; its rows are written (visible) when it commits.
+struct TimedLoad<'a> {
+    inner: Box<dyn BulkLoad + 'a>,
+    times: Arc<CallTimes>,
+    written: bool,
+}
+
+#[async_trait::async_trait]
+impl BulkLoad for TimedLoad<'_> {
+    async fn apply(&mut self, batch: &Batch) -> Result<Applied, StoreError> {
+        let started = Instant::now();
+        let applied = self.inner.apply(batch).await;
+        self.times.applied(batch, &applied, started);
+        self.written |= applied.as_ref().is_ok_and(|a| a.rows > 0);
+        applied
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
+        let Self { inner, times, written } = *self;
+        let started = Instant::now();
+        let finished = inner.finish().await;
+        CallTimes::add(&times.other_calls, &times.other_ns, started);
+        if finished.is_ok() && written {
+            times.wrote_now();
+        }
+        finished
     }
 }
 
@@ -133,17 +180,21 @@ impl Store for Timed {
     async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         let started = Instant::now();
         let applied = self.inner.apply(batch).await;
-        CallTimes::add(&self.times.apply_calls, &self.times.apply_ns, started);
-        self.times.apply_rows.fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
-        if let Ok(applied) = &applied {
-            self.times.written.fetch_add(applied.rows, Ordering::Relaxed);
-            if applied.rows > 0 {
-                if let Ok(mut last) = self.times.last_write.lock() {
-                    *last = Some(Instant::now());
-                }
-            }
-        }
+        self.times.applied(batch, &applied, started);
         applied
+    }
+
+    async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
+        self.other(self.inner.feed_len(after, before, cap)).await
+    }
+
+    async fn wants_bulk_load(&self) -> Result<bool, StoreError> {
+        self.other(self.inner.wants_bulk_load()).await
+    }
+
+    async fn begin_bulk_load(&self) -> Result<Option<Box<dyn BulkLoad + '_>>, StoreError> {
+        let load = self.other(self.inner.begin_bulk_load()).await?;
+        Ok(load.map(|inner| Box::new(TimedLoad { inner, times: self.times.clone(), written: false }) as Box<dyn BulkLoad + '_>))
     }
 
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
