@@ -3,6 +3,7 @@
 //! carries the id of the transaction that wrote it (`txid`), the change feed's position.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,6 +24,9 @@ use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
 use crate::sync::merge::Conflict;
 
+/// Batches smaller than this are never applied by `COPY` (see `PgStore::try_copy`).
+const COPY_MIN: usize = 64;
+
 const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
 
 pub struct PgStore {
@@ -31,6 +35,8 @@ pub struct PgStore {
     limits: Limits,
     /// Names this pool's writes in the change wake-up, so that it can ignore its own.
     writer: String,
+    /// Whether the next apply tries `COPY` first (see `apply_in`).
+    copy_first: AtomicBool,
 }
 
 impl PgStore {
@@ -53,7 +59,7 @@ impl PgStore {
             .acquire_timeout(limits.connect_timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Self { region, pool, limits, writer })
+        Ok(Self { region, pool, limits, writer, copy_first: AtomicBool::new(false) })
     }
 
     /// The pool, for tests and benchmarks that inspect the database directly.
@@ -180,6 +186,36 @@ impl PgStore {
         Ok(held.into_iter().map(|(id, hlc, origin)| (VenteId(id), Version { hlc: Hlc(hlc), origin: RegionName::new(&origin) })).collect())
     }
 
+    /// Moves the clock past every version in `rows` (received versions), locking it until commit.
+    async fn advance_clock(conn: &mut PgConnection, rows: &[Vente]) -> Result<(), sqlx::Error> {
+        let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
+        sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *conn).await.map(drop)
+    }
+
+    /// Inserts `rows` by `COPY` in a savepoint; `None` (and nothing written) if any of them is
+    /// already there. The clock moves first, as for every apply (clock, then rows: the order
+    /// local writes lock in too).
+    async fn try_copy(&self, conn: &mut PgConnection, rows: &[Vente]) -> Result<Option<u64>, StoreError> {
+        // A few rows (a write pushed at once) take fewer round trips the usual way.
+        if rows.len() < COPY_MIN {
+            return Ok(None);
+        }
+        let err = self.err();
+        Self::advance_clock(conn, rows).await.map_err(&err)?;
+        sqlx::query("SAVEPOINT dsms_copy").execute(&mut *conn).await.map_err(&err)?;
+        match Self::copy_in(conn, rows).await {
+            Ok(written) => {
+                sqlx::query("RELEASE SAVEPOINT dsms_copy").execute(&mut *conn).await.map_err(&err)?;
+                Ok(Some(written))
+            }
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                sqlx::query("ROLLBACK TO SAVEPOINT dsms_copy").execute(&mut *conn).await.map_err(&err)?;
+                Ok(None)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// Moves this database's cursor on `source`'s feed forward to `end` (never back).
     async fn move_cursor(conn: &mut PgConnection, source: &Source, end: FeedPosition) -> Result<(), sqlx::Error> {
         sqlx::query(
@@ -227,28 +263,55 @@ impl PgStore {
         copy.finish().await
     }
 
-    /// `Store::apply` inside the caller's transaction.
-    async fn apply_in(&self, conn: &mut PgConnection, batch: &Batch) -> Result<Applied, StoreError> {
+    /// `Store::apply` inside the caller's transaction. New rows go in by `COPY`, which is faster
+    /// than a conditional upsert but fails on any id already there, so it is tried in a
+    /// savepoint: first, without looking, while the last batches were all new (`copy_first`),
+    /// else once the stored versions show that none of the batch's rows is there.
+    async fn apply_in(&self, conn: &mut PgConnection, batch: &Batch, copy_first: &AtomicBool) -> Result<Applied, StoreError> {
         let rows = dedupe_by_id(&batch.rows);
-        // Rows held at exactly their version (a change coming back through another region's
-        // feed, a replay) change nothing: leave them out before locking anything. Every stored
-        // version is already below the clock, so the clock moves only for what is left.
-        let held = self.held_versions(conn, &rows).await?;
-        let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
-        let rows: Cow<'_, [Vente]> =
-            if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { rows };
+        let err = self.err();
         let mut stored = HashMap::new();
-        if !rows.is_empty() {
-            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
-            sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)").bind(max_hlc).execute(&mut *conn).await.map_err(self.err())?;
-            // Only rows stored at another version need reading, locked for the judgement.
-            let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
-            if !ids.is_empty() {
-                stored = self.get_many(conn, &ids).await?;
-            }
+        let mut copied = None;
+        if copy_first.load(Ordering::Relaxed) {
+            copied = self.try_copy(conn, &rows).await?;
+            copy_first.store(copied.is_some(), Ordering::Relaxed);
         }
+        let rows: Cow<'_, [Vente]> = if copied.is_some() {
+            Cow::Borrowed(&[])
+        } else {
+            // Rows held at exactly their version (a change coming back through another region's
+            // feed, a replay) change nothing: leave them out before locking anything. Every stored
+            // version is already below the clock, so the clock moves only for what is left.
+            let mut held = self.held_versions(conn, &rows).await?;
+            if held.is_empty() {
+                copied = self.try_copy(conn, &rows).await?;
+                copy_first.store(copied.is_some(), Ordering::Relaxed);
+                if copied.is_none() {
+                    // A row arrived meanwhile (another syncer): look again.
+                    held = self.held_versions(conn, &rows).await?;
+                }
+            }
+            let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
+            let rows: Cow<'_, [Vente]> = if copied.is_some() {
+                Cow::Borrowed(&[])
+            } else if rows.iter().any(is_held) {
+                Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect())
+            } else {
+                rows
+            };
+            if !rows.is_empty() {
+                Self::advance_clock(conn, &rows).await.map_err(&err)?;
+                // Only rows stored at another version need reading, locked for the judgement.
+                let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
+                if !ids.is_empty() {
+                    stored = self.get_many(conn, &ids).await?;
+                }
+            }
+            rows
+        };
         let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
-        let written = if writes.is_empty() { 0 } else { Self::upsert(conn, &writes, true).await.map_err(self.err())? };
+        let written =
+            if writes.is_empty() { 0 } else { Self::upsert(conn, &writes, true).await.map_err(self.err())? } + copied.unwrap_or(0);
         let mut logged = 0;
         for c in &conflicts {
             logged += sqlx::query(
@@ -304,10 +367,8 @@ struct PgBulkLoad<'a> {
     store: &'a PgStore,
     tx: sqlx::Transaction<'static, Postgres>,
     indexes: Vec<String>,
-    /// Batches are copied straight in (`COPY`, no row can be there yet) until one meets a row
-    /// already loaded (another source's copy, or a row that moved on in the feed being read);
-    /// that batch and the rest are applied as usual.
-    copying: bool,
+    /// `apply_in`'s choice for this load: the table starts empty, so `COPY` first.
+    copying: AtomicBool,
 }
 
 /// How long building the indexes again may take: sorting is far faster than maintaining them
@@ -318,36 +379,7 @@ const INDEX_BUILD_LIMIT: Duration = Duration::from_secs(600);
 impl super::BulkLoad for PgBulkLoad<'_> {
     async fn apply(&mut self, batch: &Batch) -> Result<Applied, StoreError> {
         let Self { store, tx, copying, .. } = self;
-        store
-            .bounded(async {
-                if *copying {
-                    let err = store.err();
-                    let rows = dedupe_by_id(&batch.rows);
-                    sqlx::query("SAVEPOINT bulk_copy").execute(&mut **tx).await.map_err(&err)?;
-                    match PgStore::copy_in(tx, &rows).await {
-                        Ok(written) => {
-                            sqlx::query("RELEASE SAVEPOINT bulk_copy").execute(&mut **tx).await.map_err(&err)?;
-                            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
-                            sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)")
-                                .bind(max_hlc)
-                                .execute(&mut **tx)
-                                .await
-                                .map_err(&err)?;
-                            if let Some((source, end)) = &batch.from {
-                                PgStore::move_cursor(tx, source, *end).await.map_err(&err)?;
-                            }
-                            return Ok(Applied { rows: written, conflicts: 0 });
-                        }
-                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                            sqlx::query("ROLLBACK TO SAVEPOINT bulk_copy").execute(&mut **tx).await.map_err(&err)?;
-                            *copying = false;
-                        }
-                        Err(e) => return Err(err(e)),
-                    }
-                }
-                store.apply_in(tx, batch).await
-            })
-            .await
+        store.bounded(store.apply_in(tx, batch, copying)).await
     }
 
     async fn finish(self: Box<Self>) -> Result<(), StoreError> {
@@ -489,7 +521,7 @@ impl Store for PgStore {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             // Our own applies do not wake listeners: they would only start rounds for echoes.
             sqlx::query("SELECT set_config('dsms.applying', 'on', true)").execute(&mut *tx).await.map_err(self.err())?;
-            let applied = self.apply_in(&mut tx, batch).await?;
+            let applied = self.apply_in(&mut tx, batch, &self.copy_first).await?;
             tx.commit().await.map_err(self.err())?;
             Ok(applied)
         })
@@ -610,7 +642,7 @@ impl Store for PgStore {
                 store: self,
                 tx,
                 indexes: indexes.into_iter().map(|(_, definition)| definition).collect(),
-                copying: true,
+                copying: AtomicBool::new(true),
             });
             Ok(Some(load))
         })
