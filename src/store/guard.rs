@@ -10,7 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Applied, Backend, Batch, BulkLoad, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+    Applied, Backend, Batch, BulkLoad, FeedPage, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
+    WriteOutcome,
 };
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::sync::merge::Conflict;
@@ -81,8 +82,14 @@ impl<G: Guard> Store for Guarded<G> {
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
         self.call(self.inner.cursor(source)).await
     }
-    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
-        self.call(self.inner.changes_since(after, limit, before)).await
+    async fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+        before: Option<i64>,
+        reader: Option<uuid::Uuid>,
+    ) -> Result<FeedPage, StoreError> {
+        self.call(self.inner.changes_since(after, limit, before, reader)).await
     }
     async fn feed_horizon(&self) -> Result<i64, StoreError> {
         self.call(self.inner.feed_horizon()).await

@@ -213,9 +213,16 @@ pub trait Store: Send + Sync + 'static {
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError>;
     /// How far this database has applied `source`'s feed.
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError>;
-    /// The next changes of this region's feed after `after`, in feed order, at most `limit`; with
-    /// `before` (a `feed_horizon`), only positions below it.
-    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError>;
+    /// The next `limit` positions of this region's feed after `after`, in feed order; with
+    /// `before` (a `feed_horizon`), only positions below it. Versions received from the database
+    /// `reader` (its `db_id`) are covered but not returned: it holds them, or newer ones.
+    async fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+        before: Option<i64>,
+        reader: Option<uuid::Uuid>,
+    ) -> Result<FeedPage, StoreError>;
     /// A bound above every change committed so far: a round reads feeds only below the horizons
     /// taken at its start, so rows that other pairs apply during the round (copies the targets
     /// already hold, or soon will) wait for the next round instead of being read back at once.
@@ -298,6 +305,17 @@ pub struct DaySales {
 pub struct FeedPosition {
     pub pos: i64,
     pub id: uuid::Uuid,
+}
+
+/// A page of a change feed (`Store::changes_since`).
+#[derive(Clone, Debug, Default)]
+pub struct FeedPage {
+    /// The changes to deliver, in feed order.
+    pub rows: Vec<(FeedPosition, Vente)>,
+    /// Positions covered, those left out for the reader included: fewer than asked means the end.
+    pub scanned: usize,
+    /// The last position covered (where the reader's cursor may move).
+    pub end: Option<FeedPosition>,
 }
 
 /// A source database: its region and its identity (a recreated database has a new one, so

@@ -18,7 +18,8 @@ use super::row::{
     VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot, stamp,
 };
 use super::{
-    Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+    Applied, Backend, Batch, FeedPage, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
+    WriteOutcome,
 };
 use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
@@ -100,7 +101,7 @@ impl PgStore {
     /// Inserts or replaces rows in one statement (arrays unnested server-side). With
     /// `only_if_newer`, a stored row is replaced only by a greater version: the LWW rule, which
     /// must agree with `Version`'s `Ord` (origin is `COLLATE "C"`, compared bytewise as in Rust).
-    async fn upsert(conn: &mut PgConnection, rows: &[Vente], only_if_newer: bool) -> Result<u64, sqlx::Error> {
+    async fn upsert(conn: &mut PgConnection, rows: &[Vente], only_if_newer: bool, via: Option<uuid::Uuid>) -> Result<u64, sqlx::Error> {
         let n = rows.len();
         let (mut ids, mut produits, mut norms, mut montants) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
@@ -122,13 +123,13 @@ impl PgStore {
         }
         let condition = if only_if_newer { "WHERE (EXCLUDED.hlc, EXCLUDED.origin) > (vente.hlc, vente.origin)" } else { "" };
         let sql = format!(
-            "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen) \
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::text[], \
+            "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen, via) \
+             SELECT *, $12::uuid FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::text[], \
                                   $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[]) \
              ON CONFLICT (id) DO UPDATE SET produit = EXCLUDED.produit, produit_norm = EXCLUDED.produit_norm, \
                montant = EXCLUDED.montant, date_vente = EXCLUDED.date_vente, region = EXCLUDED.region, \
                updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted, hlc = EXCLUDED.hlc, \
-               origin = EXCLUDED.origin, seen = EXCLUDED.seen, txid = pg_current_xact_id() {condition}"
+               origin = EXCLUDED.origin, seen = EXCLUDED.seen, via = EXCLUDED.via, txid = pg_current_xact_id() {condition}"
         );
         let done = sqlx::query(&sql)
             .bind(&ids)
@@ -142,6 +143,7 @@ impl PgStore {
             .bind(&hlcs)
             .bind(&origins)
             .bind(&seens)
+            .bind(via)
             .execute(&mut *conn)
             .await?;
         Ok(done.rows_affected())
@@ -195,7 +197,7 @@ impl PgStore {
     /// Inserts `rows` by `COPY` in a savepoint; `None` (and nothing written) if any of them is
     /// already there. The clock moves first, as for every apply (clock, then rows: the order
     /// local writes lock in too).
-    async fn try_copy(&self, conn: &mut PgConnection, rows: &[Vente]) -> Result<Option<u64>, StoreError> {
+    async fn try_copy(&self, conn: &mut PgConnection, rows: &[Vente], via: Option<uuid::Uuid>) -> Result<Option<u64>, StoreError> {
         // A few rows (a write pushed at once) take fewer round trips the usual way.
         if rows.len() < COPY_MIN {
             return Ok(None);
@@ -203,7 +205,7 @@ impl PgStore {
         let err = self.err();
         Self::advance_clock(conn, rows).await.map_err(&err)?;
         sqlx::query("SAVEPOINT dsms_copy").execute(&mut *conn).await.map_err(&err)?;
-        match Self::copy_in(conn, rows).await {
+        match Self::copy_in(conn, rows, via).await {
             Ok(written) => {
                 sqlx::query("RELEASE SAVEPOINT dsms_copy").execute(&mut *conn).await.map_err(&err)?;
                 Ok(Some(written))
@@ -234,12 +236,12 @@ impl PgStore {
 
     /// Inserts rows with `COPY … (FORMAT binary)`: the fastest way in, for rows known to be new
     /// (a duplicate id fails the whole statement).
-    async fn copy_in(conn: &mut PgConnection, rows: &[Vente]) -> Result<u64, sqlx::Error> {
+    async fn copy_in(conn: &mut PgConnection, rows: &[Vente], via: Option<uuid::Uuid>) -> Result<u64, sqlx::Error> {
         let mut data = sqlx::postgres::PgArgumentBuffer::default();
         data.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         data.extend_from_slice(&[0; 8]); // no flags, no header extension
         for v in rows {
-            data.extend_from_slice(&11_i16.to_be_bytes());
+            data.extend_from_slice(&12_i16.to_be_bytes());
             copy_field(&mut data, &v.id.0)?;
             copy_field(&mut data, &v.produit.as_str())?;
             copy_field(&mut data, &v.produit.search_key())?;
@@ -251,11 +253,12 @@ impl PgStore {
             copy_field(&mut data, &v.version.hlc.0)?;
             copy_field(&mut data, &v.version.origin.as_str())?;
             copy_field(&mut data, &v.seen.encode())?;
+            copy_field(&mut data, &via)?;
         }
         data.extend_from_slice(&(-1_i16).to_be_bytes());
         let mut copy = conn
             .copy_in_raw(
-                "COPY vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen) \
+                "COPY vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen, via) \
                  FROM STDIN (FORMAT binary)",
             )
             .await?;
@@ -269,11 +272,12 @@ impl PgStore {
     /// else once the stored versions show that none of the batch's rows is there.
     async fn apply_in(&self, conn: &mut PgConnection, batch: &Batch, copy_first: &AtomicBool) -> Result<Applied, StoreError> {
         let rows = dedupe_by_id(&batch.rows);
+        let via = batch.from.as_ref().map(|(source, _)| source.db_id);
         let err = self.err();
         let mut stored = HashMap::new();
         let mut copied = None;
         if copy_first.load(Ordering::Relaxed) {
-            copied = self.try_copy(conn, &rows).await?;
+            copied = self.try_copy(conn, &rows, via).await?;
             copy_first.store(copied.is_some(), Ordering::Relaxed);
         }
         let rows: Cow<'_, [Vente]> = if copied.is_some() {
@@ -284,7 +288,7 @@ impl PgStore {
             // version is already below the clock, so the clock moves only for what is left.
             let mut held = self.held_versions(conn, &rows).await?;
             if held.is_empty() {
-                copied = self.try_copy(conn, &rows).await?;
+                copied = self.try_copy(conn, &rows, via).await?;
                 copy_first.store(copied.is_some(), Ordering::Relaxed);
                 if copied.is_none() {
                     // A row arrived meanwhile (another syncer): look again.
@@ -311,7 +315,7 @@ impl PgStore {
         };
         let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
         let written =
-            if writes.is_empty() { 0 } else { Self::upsert(conn, &writes, true).await.map_err(self.err())? } + copied.unwrap_or(0);
+            if writes.is_empty() { 0 } else { Self::upsert(conn, &writes, true, via).await.map_err(self.err())? } + copied.unwrap_or(0);
         let mut logged = 0;
         for c in &conflicts {
             logged += sqlx::query(
@@ -488,7 +492,7 @@ impl Store for PgStore {
             let outcome = decide(write, current);
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
             let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
-            Self::upsert(&mut tx, std::slice::from_ref(&vente), false).await.map_err(self.err())?;
+            Self::upsert(&mut tx, std::slice::from_ref(&vente), false, None).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(WriteOutcome::Written(vente))
         })
@@ -509,7 +513,7 @@ impl Store for PgStore {
                 .zip(first_of(last, rows.len())..)
                 .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc, stored.get(id).map(|v| &v.seen)))
                 .collect();
-            Self::upsert(&mut tx, &dedupe_by_id(&ventes), false).await.map_err(self.err())?;
+            Self::upsert(&mut tx, &dedupe_by_id(&ventes), false, None).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(ventes)
         })
@@ -549,7 +553,13 @@ impl Store for PgStore {
         .await
     }
 
-    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+    async fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+        before: Option<i64>,
+        reader: Option<uuid::Uuid>,
+    ) -> Result<FeedPage, StoreError> {
         self.bounded(async {
             // Only below the oldest transaction still running: every transaction with a smaller
             // id has ended, and any later one gets a larger id, so nothing can appear behind us.
@@ -558,7 +568,7 @@ impl Store for PgStore {
             // every remaining row (bitmap scan) and sort them for each page, instead of walking
             // `vente_feed` in order and stopping after `limit` rows.
             let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS}, txid::text::int8 AS pos FROM vente \
+                "SELECT {COLUMNS}, txid::text::int8 AS pos, coalesce(via = $5, false) AS known FROM vente \
                  WHERE (txid, id) > ($1::text::xid8, $2) \
                    AND txid < (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $4::text::xid8)) \
                  ORDER BY txid, id LIMIT (SELECT $3::int8)"
@@ -567,16 +577,19 @@ impl Store for PgStore {
             .bind(after.id)
             .bind(i64::from(limit))
             .bind(before.unwrap_or(i64::MAX).to_string())
+            .bind(reader)
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
-            rows.iter()
-                .map(|row| {
-                    let vente = self.vente(row)?;
-                    let pos: i64 = row.try_get("pos").map_err(self.err())?;
-                    Ok((FeedPosition { pos, id: vente.id.0 }, vente))
-                })
-                .collect()
+            let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), end: None };
+            for row in &rows {
+                let position = FeedPosition { pos: row.try_get("pos").map_err(self.err())?, id: row.try_get("id").map_err(self.err())? };
+                page.end = Some(position);
+                if !row.try_get::<bool, _>("known").map_err(self.err())? {
+                    page.rows.push((position, self.vente(row)?));
+                }
+            }
+            Ok(page)
         })
         .await
     }

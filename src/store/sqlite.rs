@@ -16,7 +16,8 @@ use super::row::{
     VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot, stamp,
 };
 use super::{
-    Applied, Backend, Batch, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+    Applied, Backend, Batch, FeedPage, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
+    WriteOutcome,
 };
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::sync::clock::Hlc;
@@ -84,11 +85,17 @@ impl SqliteStore {
 
     /// Inserts or replaces rows; with `only_if_newer`, a stored row is replaced only by a greater
     /// version (the LWW rule, which must agree with `Version`'s `Ord`). Feed positions run from `first_seq`.
-    async fn upsert(tx: &mut sqlx::SqliteConnection, rows: &[Vente], first_seq: i64, only_if_newer: bool) -> Result<u64, sqlx::Error> {
+    async fn upsert(
+        tx: &mut sqlx::SqliteConnection,
+        rows: &[Vente],
+        first_seq: i64,
+        only_if_newer: bool,
+        via: Option<uuid::Uuid>,
+    ) -> Result<u64, sqlx::Error> {
         let mut affected = 0;
         let mut seq = first_seq;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO vente ({COLUMNS}, produit_norm, seq) "));
+            let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO vente ({COLUMNS}, produit_norm, seq, via) "));
             query.push_values(chunk, |mut b, v| {
                 b.push_bind(v.id.0)
                     .push_bind(v.produit.as_str())
@@ -101,14 +108,15 @@ impl SqliteStore {
                     .push_bind(v.version.origin.as_str())
                     .push_bind(v.seen.encode())
                     .push_bind(v.produit.search_key())
-                    .push_bind(seq);
+                    .push_bind(seq)
+                    .push_bind(via);
                 seq += 1;
             });
             query.push(
                 " ON CONFLICT (id) DO UPDATE SET produit = excluded.produit, produit_norm = excluded.produit_norm, \
                  montant = excluded.montant, date_vente = excluded.date_vente, region = excluded.region, \
                  updated_at = excluded.updated_at, deleted = excluded.deleted, hlc = excluded.hlc, \
-                 origin = excluded.origin, seen = excluded.seen, seq = excluded.seq",
+                 origin = excluded.origin, seen = excluded.seen, seq = excluded.seq, via = excluded.via",
             );
             if only_if_newer {
                 query.push(" WHERE (excluded.hlc, excluded.origin) > (vente.hlc, vente.origin)");
@@ -232,7 +240,7 @@ impl Store for SqliteStore {
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
             let (hlc, seq) = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
             let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
-            Self::upsert(&mut tx, std::slice::from_ref(&vente), seq, false).await.map_err(self.err())?;
+            Self::upsert(&mut tx, std::slice::from_ref(&vente), seq, false, None).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(WriteOutcome::Written(vente))
         })
@@ -253,7 +261,7 @@ impl Store for SqliteStore {
                 .zip(first_of(last_hlc, rows.len())..)
                 .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc, stored.get(id).map(|v| &v.seen)))
                 .collect();
-            Self::upsert(&mut tx, &dedupe_by_id(&ventes), first_of(last_seq, rows.len()), false).await.map_err(self.err())?;
+            Self::upsert(&mut tx, &dedupe_by_id(&ventes), first_of(last_seq, rows.len()), false, None).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(ventes)
         })
@@ -275,7 +283,7 @@ impl Store for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(self.err())?;
-            let written = Self::upsert(&mut tx, &writes, first_of(last_seq, writes.len()), true).await.map_err(self.err())?;
+            let written = Self::upsert(&mut tx, &writes, first_of(last_seq, writes.len()), true, batch.from.as_ref().map(|(source, _)| source.db_id)).await.map_err(self.err())?;
             let mut logged = 0;
             for c in &conflicts {
                 logged += sqlx::query(
@@ -339,23 +347,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+    async fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+        before: Option<i64>,
+        reader: Option<uuid::Uuid>,
+    ) -> Result<FeedPage, StoreError> {
         self.bounded(async {
             // seq is unique: the id part of the position is not needed here.
-            let rows = sqlx::query(&format!("SELECT {COLUMNS}, seq FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"))
-                .bind(after.pos)
-                .bind(before.unwrap_or(i64::MAX))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(self.err())?;
-            rows.iter()
-                .map(|row| {
-                    let vente = self.vente(row)?;
-                    let pos: i64 = row.try_get("seq").map_err(self.err())?;
-                    Ok((FeedPosition { pos, id: vente.id.0 }, vente))
-                })
-                .collect()
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS}, seq, coalesce(via = ?, 0) AS known FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
+            ))
+            .bind(reader)
+            .bind(after.pos)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err())?;
+            let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), end: None };
+            for row in &rows {
+                let position = FeedPosition { pos: row.try_get("seq").map_err(self.err())?, id: row.try_get("id").map_err(self.err())? };
+                page.end = Some(position);
+                if !row.try_get::<bool, _>("known").map_err(self.err())? {
+                    page.rows.push((position, self.vente(row)?));
+                }
+            }
+            Ok(page)
         })
         .await
     }

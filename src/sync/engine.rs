@@ -11,7 +11,7 @@ use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
-use crate::store::{Batch, BulkLoad, FeedPosition, Source, Store, StoreError};
+use crate::store::{Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
 
 /// How long a round waits, at most, for transactions already running to end before reading feeds.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -259,10 +259,11 @@ impl Engine {
                 load.results.len() - 1
             })
             .collect();
-        let mut read = source.store.changes_since(start, batch_size, Some(source.horizon)).await;
+        // The loads' regions are empty: they hold nothing, whatever came from them before.
+        let mut read = source.store.changes_since(start, batch_size, Some(source.horizon), None).await;
         loop {
-            let changes = match read {
-                Ok(changes) => changes,
+            let page = match read {
+                Ok(page) => page,
                 Err(e) => {
                     for (load, &i) in group.iter_mut().zip(&results) {
                         load.results[i].error = Some((Side::Source, e.to_string()));
@@ -270,11 +271,12 @@ impl Engine {
                     return;
                 }
             };
-            let Some(&(end, _)) = changes.last() else { return };
-            let full = changes.len() == batch_size as usize;
+            let Some(end) = page.end else { return };
+            let full = page.scanned == batch_size as usize;
             let more = full && Instant::now() < deadline;
-            let batch = Batch { rows: changes.into_iter().map(|(_, v)| v).collect(), from: Some((source.source.clone(), end)) };
-            let next = async { if more { Some(source.store.changes_since(end, batch_size, Some(source.horizon)).await) } else { None } };
+            let batch = Batch { rows: page.rows.into_iter().map(|(_, v)| v).collect(), from: Some((source.source.clone(), end)) };
+            let next =
+                async { if more { Some(source.store.changes_since(end, batch_size, Some(source.horizon), None).await) } else { None } };
             let batch = &batch;
             let applies = join_all(group.iter_mut().zip(&results).filter(|(load, _)| load.failed.is_none()).map(|(load, &i)| async move {
                 let applied = load.session.apply(batch).await;
@@ -314,19 +316,20 @@ impl Engine {
                 return result;
             }
         };
-        let (sender, mut receiver) = mpsc::channel::<Result<Vec<(FeedPosition, crate::domain::Vente)>, StoreError>>(1);
+        let (sender, mut receiver) = mpsc::channel::<Result<FeedPage, StoreError>>(1);
         let batch_size = self.options.batch_size;
         let reader_store = source.store.clone();
         let horizon = source.horizon;
+        let reader_db = target.source.db_id;
         let reader = async move {
             let mut after = start;
             loop {
                 if Instant::now() >= deadline {
                     return true; // more may remain
                 }
-                let changes = reader_store.changes_since(after, batch_size, Some(horizon)).await;
+                let changes = reader_store.changes_since(after, batch_size, Some(horizon), Some(reader_db)).await;
                 let (done, last) = match &changes {
-                    Ok(rows) => (rows.len() < batch_size as usize, rows.last().map(|(p, _)| *p)),
+                    Ok(page) => (page.scanned < batch_size as usize, page.end),
                     Err(_) => (true, None),
                 };
                 let empty = last.is_none();
@@ -341,18 +344,19 @@ impl Engine {
         };
         let writer = async {
             while let Some(changes) = receiver.recv().await {
-                let changes = match changes {
-                    Ok(changes) => changes,
+                let page = match changes {
+                    Ok(page) => page,
                     Err(e) => {
                         result.error = Some((Side::Source, e.to_string()));
                         break;
                     }
                 };
-                let Some(&(end, _)) = changes.last() else { continue };
-                result.rows_read += changes.len() as u64;
+                // A page whose rows were all left out still moves the cursor past them.
+                let Some(end) = page.end else { continue };
+                result.rows_read += page.rows.len() as u64;
                 // Every row goes to the target, even one it stamped itself: its database may have
                 // been recreated since. What it already holds is left out cheaply by `apply`.
-                let rows = changes.into_iter().map(|(_, v)| v).collect();
+                let rows = page.rows.into_iter().map(|(_, v)| v).collect();
                 match target.store.apply(&Batch { rows, from: Some((source.source.clone(), end)) }).await {
                     Ok(applied) => {
                         result.rows_applied += applied.rows;

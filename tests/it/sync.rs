@@ -152,7 +152,7 @@ async fn run_case(real: Vec<Arc<dyn Store>>, ops: Vec<Op>, batch_size: u32) {
                 }
             }
             Op::Replay { source, target, seed } => {
-                let mut changes = real[source].changes_since(FeedPosition::default(), 10_000, None).await.unwrap();
+                let mut changes = real[source].changes_since(FeedPosition::default(), 10_000, None, None).await.unwrap().rows;
                 // Deterministic shuffle and duplication from the seed.
                 let mut state = seed | 1;
                 let mut next = || {

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
 use crate::store::{
-    Applied, Backend, Batch, BulkLoad, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError, WriteOutcome,
+    Applied, Backend, Batch, BulkLoad, FeedPage, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
+    WriteOutcome,
 };
 use crate::sync::merge::Conflict;
 
@@ -205,12 +206,18 @@ impl Store for Timed {
         self.other(self.inner.cursor(source)).await
     }
 
-    async fn changes_since(&self, after: FeedPosition, limit: u32, before: Option<i64>) -> Result<Vec<(FeedPosition, Vente)>, StoreError> {
+    async fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+        before: Option<i64>,
+        reader: Option<uuid::Uuid>,
+    ) -> Result<FeedPage, StoreError> {
         let started = Instant::now();
-        let changes = self.inner.changes_since(after, limit, before).await;
+        let changes = self.inner.changes_since(after, limit, before, reader).await;
         CallTimes::add(&self.times.feed_calls, &self.times.feed_ns, started);
-        if let Ok(rows) = &changes {
-            self.times.feed_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        if let Ok(page) = &changes {
+            self.times.feed_rows.fetch_add(page.rows.len() as u64, Ordering::Relaxed);
         }
         changes
     }
