@@ -220,6 +220,26 @@ impl PgCluster {
         }
     }
 
+    /// Stops every process of the server with SIGSTOP: it hangs, neither answering nor failing
+    /// (connections still open at the kernel level), as a stuck or overloaded host does.
+    pub fn freeze(&self) -> Result<(), PgClusterError> {
+        self.signal_all("STOP")
+    }
+
+    /// Lets a frozen server run on (SIGCONT).
+    pub fn thaw(&self) -> Result<(), PgClusterError> {
+        self.signal_all("CONT")
+    }
+
+    /// Sends `signal` to the postmaster, then to its children (the backends and workers).
+    fn signal_all(&self, signal: &str) -> Result<(), PgClusterError> {
+        let postmaster = read_postmaster_pid(&self.data_dir().join("postmaster.pid"))?;
+        let mut pids = vec![postmaster];
+        pids.extend(children_of(postmaster));
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        self.run(Path::new("kill"), words(&format!("-{signal} {}", list.join(" "))))
+    }
+
     /// Starts the server again on the same port after `stop_immediate` or `kill`.
     pub fn restart(&self) -> Result<(), PgClusterError> {
         // After a kill, the old backends may take a moment to notice and release shared memory;
@@ -335,6 +355,8 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if self.data_dir().join("postmaster.pid").exists() {
+            // A server left frozen by a failed test could not stop.
+            let _ = self.thaw();
             let _ = self.pg_ctl_stop("10");
         }
         let _ = fs::remove_dir_all(&self.dir);
@@ -437,6 +459,21 @@ fn read_postmaster_pid(path: &Path) -> Result<u32, PgClusterError> {
         path: path.to_path_buf(),
         reason: "first line is not a pid (is the server running?)".to_owned(),
     })
+}
+
+/// The processes whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // "pid (comm) S ppid ...": split after the last ')'.
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()))
+                == Some(parent)
+        })
+        .collect()
 }
 
 /// The process's state letter from /proc (`Z` for a zombie), or None once it is gone.

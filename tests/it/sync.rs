@@ -25,10 +25,15 @@ fn limits() -> Limits {
 
 /// Opens and migrates one store per URL, named Dakar, Thies, Saint-Louis.
 pub async fn open_stores(urls: Vec<DatabaseUrl>) -> Vec<Arc<dyn Store>> {
+    open_stores_with(urls, limits()).await
+}
+
+/// `open_stores` with other timeouts.
+pub async fn open_stores_with(urls: Vec<DatabaseUrl>, limits: Limits) -> Vec<Arc<dyn Store>> {
     let config = Config::with_regions(NAMES.iter().copied().zip(urls).collect());
     let mut stores = Vec::new();
     for region in &config.regions {
-        let store = store::open(region, limits()).await.unwrap();
+        let store = store::open(region, limits).await.unwrap();
         store.migrate().await.unwrap();
         stores.push(store);
     }

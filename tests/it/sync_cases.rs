@@ -494,3 +494,45 @@ async fn a_region_is_not_sent_back_what_it_sent_but_others_still_get_it_forwarde
         assert_identical(&stores).await;
     }
 }
+
+#[tokio::test]
+async fn a_region_that_hangs_is_skipped_and_catches_up_when_it_wakes() {
+    let Some(shared) = pg_urls() else { return };
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap().unwrap();
+    let urls = vec![shared[0].clone(), shared[1].clone(), dsms::config::DatabaseUrl::Postgres(cluster.create_database("ventes").unwrap())];
+    let limits = dsms::store::Limits { connect_timeout: Duration::from_secs(1), statement_timeout: Duration::from_secs(2) };
+    let stores = crate::sync::open_stores_with(urls, limits).await;
+    let create = |region: usize| LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&stores, region, "Arachide", "40") };
+    for i in 0..6 {
+        write(&stores[i % 3], create(i % 3), Utc::now()).await;
+    }
+    assert_eq!(engine(&stores).round().await.status, RoundStatus::Success);
+
+    // Saint-Louis' server stops answering (SIGSTOP) without closing anything; Dakar and Thies
+    // keep writing and syncing, each call to Saint-Louis cut short by our own timeouts.
+    cluster.freeze().unwrap();
+    let mut written = Vec::new();
+    for i in 0..20 {
+        written.push(write(&stores[i % 2], create(i % 2), Utc::now()).await.id);
+    }
+    let hung = engine(&stores).round().await;
+    assert_eq!(hung.status, RoundStatus::Partial);
+    assert!(hung.regions[2].error.is_some());
+    let (report, divergent) = dsms::sync::verify::verify(&stores[..2], 10).await.unwrap();
+    assert_eq!(divergent, 0, "{:?}", report.divergent);
+
+    // It wakes up: the next rounds bring it everything, with no step of ours.
+    cluster.thaw().unwrap();
+    let mut status = engine(&stores).round().await.status;
+    for _ in 0..20 {
+        if status == RoundStatus::Success {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = engine(&stores).round().await.status;
+    }
+    assert_eq!(status, RoundStatus::Success);
+    assert_identical(&stores).await;
+    let saint_louis = dump(stores[2].as_ref()).await;
+    assert!(written.iter().all(|id| saint_louis.contains_key(id)));
+}
