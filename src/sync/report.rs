@@ -43,7 +43,7 @@ impl RegionOutcome {
 pub struct PairOutcome {
     pub source: RegionName,
     pub target: RegionName,
-    /// Rows read from the source's feed.
+    /// Rows read from the source's feed for the target (not those received from the target).
     pub rows_read: u64,
     /// Rows that won and were written into the target.
     pub rows_applied: u64,

@@ -38,7 +38,10 @@ pub struct RegionReportJson {
 pub struct PairReportJson {
     pub source: String,
     pub target: String,
+    /// Changes read from the source's feed for the target (versions the target itself had sent
+    /// to the source are not read back).
     pub rows_read: u64,
+    /// Rows the target wrote (versions newer than those it held).
     pub rows_applied: u64,
     pub error: Option<String>,
 }
