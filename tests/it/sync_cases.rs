@@ -211,6 +211,20 @@ async fn two_syncers_at_once_stay_correct() {
     assert_identical(&stores).await;
 }
 
+/// Runs rounds, a quarter of a second apart, until one succeeds or `max` more have run; the last
+/// status.
+async fn rounds_until_success(stores: &[Arc<dyn Store>], max: usize) -> RoundStatus {
+    let mut status = engine(stores).round().await.status;
+    for _ in 0..max {
+        if status == RoundStatus::Success {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = engine(stores).round().await.status;
+    }
+    status
+}
+
 /// Three private clusters; one goes down in the middle of a round, with writes everywhere.
 async fn outage_drill(crash: impl Fn(&PgCluster) + Send + Sync + 'static) {
     let clusters: Arc<Vec<PgCluster>> = Arc::new((0..3).map(|_| PgCluster::start_durable().unwrap()).collect());
@@ -255,15 +269,7 @@ async fn outage_drill(crash: impl Fn(&PgCluster) + Send + Sync + 'static) {
 
     clusters[2].restart().unwrap();
     // It comes back by itself: no restart of ours, no manual step.
-    let mut status = engine(&stores).round().await.status;
-    for _ in 0..40 {
-        if status == RoundStatus::Success {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        status = engine(&stores).round().await.status;
-    }
-    assert_eq!(status, RoundStatus::Success);
+    assert_eq!(rounds_until_success(&stores, 40).await, RoundStatus::Success);
     assert_identical(&stores).await;
     let saint_louis = dump(stores[2].as_ref()).await;
     for id in &acknowledged {
@@ -523,15 +529,7 @@ async fn a_region_that_hangs_is_skipped_and_catches_up_when_it_wakes() {
 
     // It wakes up: the next rounds bring it everything, with no step of ours.
     cluster.thaw().unwrap();
-    let mut status = engine(&stores).round().await.status;
-    for _ in 0..20 {
-        if status == RoundStatus::Success {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        status = engine(&stores).round().await.status;
-    }
-    assert_eq!(status, RoundStatus::Success);
+    assert_eq!(rounds_until_success(&stores, 20).await, RoundStatus::Success);
     assert_identical(&stores).await;
     let saint_louis = dump(stores[2].as_ref()).await;
     assert!(written.iter().all(|id| saint_louis.contains_key(id)));
