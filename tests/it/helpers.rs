@@ -53,6 +53,18 @@ pub fn pg_database() -> Option<String> {
     Some(cluster.create_database(&name).expect("create database"))
 }
 
+/// A PostgreSQL cluster of the calling test's own (one it stops, freezes or keeps a long
+/// transaction on, which would disturb the other tests on the shared one); `None` when PostgreSQL
+/// is missing and not required.
+pub async fn private_cluster() -> Option<PgCluster> {
+    if PgCluster::bin_dir().is_none() {
+        assert!(std::env::var("DSMS_REQUIRE_PG").as_deref() != Ok("1"), "DSMS_REQUIRE_PG=1 but PostgreSQL is not installed");
+        eprintln!("*** SKIP: PostgreSQL not installed ***");
+        return None;
+    }
+    Some(tokio::task::spawn_blocking(PgCluster::start).await.unwrap().unwrap())
+}
+
 /// The three default regions on the given backends, in a temp dir, listening on a free port.
 /// `None` when the backends need PostgreSQL and it is skipped.
 pub fn config_for(backends: Backends, dir: &std::path::Path) -> Option<Config> {

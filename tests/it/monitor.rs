@@ -296,7 +296,7 @@ async fn a_drill_takes_a_region_down_and_back_with_fail_over() {
 
 #[tokio::test]
 async fn a_stopped_postgresql_region_goes_offline_and_comes_back() {
-    let Some(cluster) = private_cluster().await else { return };
+    let Some(cluster) = crate::helpers::private_cluster().await else { return };
     let cluster = Arc::new(cluster);
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_for(Backends::Sqlite, dir.path()).unwrap();
@@ -316,17 +316,6 @@ async fn a_stopped_postgresql_region_goes_offline_and_comes_back() {
     let c = cluster.clone();
     tokio::task::spawn_blocking(move || c.restart()).await.unwrap().unwrap();
     wait_for_status(&app, "Dakar", "ONLINE").await;
-}
-
-/// A PostgreSQL cluster of this test's own (it gets stopped); `None` when PostgreSQL is missing
-/// and not required.
-async fn private_cluster() -> Option<dsms::testkit::pg::PgCluster> {
-    if dsms::testkit::pg::PgCluster::bin_dir().is_none() {
-        assert!(std::env::var("DSMS_REQUIRE_PG").as_deref() != Ok("1"), "DSMS_REQUIRE_PG=1 but PostgreSQL is not installed");
-        eprintln!("*** SKIP: PostgreSQL not installed ***");
-        return None;
-    }
-    Some(tokio::task::spawn_blocking(dsms::testkit::pg::PgCluster::start).await.unwrap().unwrap())
 }
 
 /// Polls `/api/stats` until `region` has `status` (the probe loop runs every 100 ms); bounded.

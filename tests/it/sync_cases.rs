@@ -347,8 +347,7 @@ async fn index_definitions(pool: &sqlx::PgPool) -> Vec<(String, String)> {
 /// back the change feeds of every other test on the shared cluster (a feed reads only below the
 /// oldest transaction running on its server). `None` when PostgreSQL tests are skipped.
 async fn private_pg_urls() -> Option<(PgCluster, Vec<dsms::config::DatabaseUrl>)> {
-    crate::helpers::pg()?;
-    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap().unwrap();
+    let cluster = crate::helpers::private_cluster().await?;
     let urls = ["dakar", "thies", "saint_louis"]
         .iter()
         .map(|name| dsms::config::DatabaseUrl::Postgres(cluster.create_database(name).unwrap()))
@@ -503,8 +502,8 @@ async fn a_region_is_not_sent_back_what_it_sent_but_others_still_get_it_forwarde
 
 #[tokio::test]
 async fn a_region_that_hangs_is_skipped_and_catches_up_when_it_wakes() {
+    let Some(cluster) = crate::helpers::private_cluster().await else { return };
     let Some(shared) = pg_urls() else { return };
-    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap().unwrap();
     let urls = vec![shared[0].clone(), shared[1].clone(), dsms::config::DatabaseUrl::Postgres(cluster.create_database("ventes").unwrap())];
     let limits = dsms::store::Limits { connect_timeout: Duration::from_secs(1), statement_timeout: Duration::from_secs(2) };
     let stores = crate::sync::open_stores_with(urls, limits).await;

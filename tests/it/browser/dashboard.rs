@@ -95,20 +95,9 @@ async fn a_simulated_outage_turns_a_region_card_offline_and_back_online() {
     .await;
 }
 
-/// A PostgreSQL cluster of this test's own (it gets stopped); `None` when PostgreSQL is missing
-/// and not required.
-async fn private_cluster() -> Option<dsms::testkit::pg::PgCluster> {
-    if dsms::testkit::pg::PgCluster::bin_dir().is_none() {
-        assert!(std::env::var("DSMS_REQUIRE_PG").as_deref() != Ok("1"), "DSMS_REQUIRE_PG=1 but PostgreSQL is not installed");
-        eprintln!("*** SKIP: PostgreSQL not installed ***");
-        return None;
-    }
-    Some(tokio::task::spawn_blocking(dsms::testkit::pg::PgCluster::start).await.unwrap().unwrap())
-}
-
 #[tokio::test]
 async fn a_stopped_postgresql_region_turns_offline_on_the_dashboard_by_itself() {
-    let Some(cluster) = private_cluster().await else { return };
+    let Some(cluster) = crate::helpers::private_cluster().await else { return };
     let cluster = Arc::new(cluster);
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_for(Backends::Sqlite, dir.path()).unwrap();
