@@ -25,7 +25,7 @@ use crate::domain::{Montant, NewVente, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
 use crate::sync::merge::Conflict;
 
-/// Batches smaller than this are never applied by `COPY` (see `PgStore::try_copy`).
+/// Batches smaller than this are never applied by `COPY` (see `PgStore::apply_in`).
 const COPY_MIN: usize = 64;
 
 const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
@@ -198,10 +198,6 @@ impl PgStore {
     /// already there. The clock moves first, as for every apply (clock, then rows: the order
     /// local writes lock in too).
     async fn try_copy(&self, conn: &mut PgConnection, rows: &[Vente], via: Option<uuid::Uuid>) -> Result<Option<u64>, StoreError> {
-        // A few rows (a write pushed at once) take fewer round trips the usual way.
-        if rows.len() < COPY_MIN {
-            return Ok(None);
-        }
         let err = self.err();
         Self::advance_clock(conn, rows).await.map_err(&err)?;
         sqlx::query("SAVEPOINT dsms_copy").execute(&mut *conn).await.map_err(&err)?;
@@ -216,6 +212,14 @@ impl PgStore {
             }
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// The end of an apply whose rows were all copied in: no conflict is possible, the cursor moves.
+    async fn copied(&self, conn: &mut PgConnection, batch: &Batch, written: u64) -> Result<Applied, StoreError> {
+        if let Some((source, end)) = &batch.from {
+            Self::move_cursor(conn, source, *end).await.map_err(self.err())?;
+        }
+        Ok(Applied { rows: written, conflicts: 0 })
     }
 
     /// Moves this database's cursor on `source`'s feed forward to `end` (never back).
@@ -269,53 +273,44 @@ impl PgStore {
     /// `Store::apply` inside the caller's transaction. New rows go in by `COPY`, which is faster
     /// than a conditional upsert but fails on any id already there, so it is tried in a
     /// savepoint: first, without looking, while the last batches were all new (`copy_first`),
-    /// else once the stored versions show that none of the batch's rows is there.
+    /// else once the stored versions show that none of the batch's rows is there. A few rows (a
+    /// write pushed at once) take fewer round trips the usual way.
     async fn apply_in(&self, conn: &mut PgConnection, batch: &Batch, copy_first: &AtomicBool) -> Result<Applied, StoreError> {
         let rows = dedupe_by_id(&batch.rows);
         let via = batch.from.as_ref().map(|(source, _)| source.db_id);
-        let err = self.err();
-        let mut stored = HashMap::new();
-        let mut copied = None;
-        if copy_first.load(Ordering::Relaxed) {
-            copied = self.try_copy(conn, &rows, via).await?;
-            copy_first.store(copied.is_some(), Ordering::Relaxed);
+        let copyable = rows.len() >= COPY_MIN;
+        if copyable && copy_first.load(Ordering::Relaxed) {
+            if let Some(written) = self.try_copy(conn, &rows, via).await? {
+                return self.copied(conn, batch, written).await;
+            }
+            copy_first.store(false, Ordering::Relaxed);
         }
-        let rows: Cow<'_, [Vente]> = if copied.is_some() {
-            Cow::Borrowed(&[])
-        } else {
-            // Rows held at exactly their version (a change coming back through another region's
-            // feed, a replay) change nothing: leave them out before locking anything. Every stored
-            // version is already below the clock, so the clock moves only for what is left.
-            let mut held = self.held_versions(conn, &rows).await?;
-            if held.is_empty() {
-                copied = self.try_copy(conn, &rows, via).await?;
-                copy_first.store(copied.is_some(), Ordering::Relaxed);
-                if copied.is_none() {
-                    // A row arrived meanwhile (another syncer): look again.
-                    held = self.held_versions(conn, &rows).await?;
-                }
+        // Rows held at exactly their version (a change coming back through another region's
+        // feed, a replay) change nothing: leave them out before locking anything. Every stored
+        // version is already below the clock, so the clock moves only for what is left.
+        let mut held = self.held_versions(conn, &rows).await?;
+        if copyable && held.is_empty() {
+            if let Some(written) = self.try_copy(conn, &rows, via).await? {
+                copy_first.store(true, Ordering::Relaxed);
+                return self.copied(conn, batch, written).await;
             }
-            let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
-            let rows: Cow<'_, [Vente]> = if copied.is_some() {
-                Cow::Borrowed(&[])
-            } else if rows.iter().any(is_held) {
-                Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect())
-            } else {
-                rows
-            };
-            if !rows.is_empty() {
-                Self::advance_clock(conn, &rows).await.map_err(&err)?;
-                // Only rows stored at another version need reading, locked for the judgement.
-                let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
-                if !ids.is_empty() {
-                    stored = self.get_many(conn, &ids).await?;
-                }
+            // A row arrived meanwhile (another syncer): look again.
+            held = self.held_versions(conn, &rows).await?;
+        }
+        let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
+        let rows: Cow<'_, [Vente]> =
+            if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { rows };
+        let mut stored = HashMap::new();
+        if !rows.is_empty() {
+            Self::advance_clock(conn, &rows).await.map_err(self.err())?;
+            // Only rows stored at another version need reading, locked for the judgement.
+            let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
+            if !ids.is_empty() {
+                stored = self.get_many(conn, &ids).await?;
             }
-            rows
-        };
+        }
         let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
-        let written =
-            if writes.is_empty() { 0 } else { Self::upsert(conn, &writes, true, via).await.map_err(self.err())? } + copied.unwrap_or(0);
+        let written = if writes.is_empty() { 0 } else { Self::upsert(conn, &writes, true, via).await.map_err(self.err())? };
         let mut logged = 0;
         for c in &conflicts {
             logged += sqlx::query(
