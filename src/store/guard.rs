@@ -104,8 +104,8 @@ impl<G: Guard> Store for Guarded<G> {
         let load = self.call(self.inner.begin_bulk_load()).await?;
         Ok(load.map(|inner| Box::new(GuardedLoad { inner, outer: self }) as Box<dyn BulkLoad + '_>))
     }
-    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
-        self.call(self.inner.wait_for_older_transactions()).await
+    async fn wait_for_older_transactions(&self, horizon: i64) -> Result<(), StoreError> {
+        self.call(self.inner.wait_for_older_transactions(horizon)).await
     }
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
         self.call(self.inner.listen_for_changes(wake)).await

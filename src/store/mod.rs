@@ -247,9 +247,10 @@ pub trait Store: Send + Sync + 'static {
         let _ = wake;
         std::future::pending().await
     }
-    /// Returns once every transaction that was running when it was called has ended (PostgreSQL:
+    /// Returns once every transaction below `horizon` (a `feed_horizon`) has ended (PostgreSQL:
     /// the feed reads only below the oldest running transaction). Immediate elsewhere.
-    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
+    async fn wait_for_older_transactions(&self, horizon: i64) -> Result<(), StoreError> {
+        let _ = horizon;
         Ok(())
     }
     /// The most recent conflicts this database logged, newest first.

@@ -669,13 +669,11 @@ impl Store for PgStore {
         .await
     }
 
-    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
+    async fn wait_for_older_transactions(&self, horizon: i64) -> Result<(), StoreError> {
         self.bounded(async {
-            let (horizon,): (String,) =
-                sqlx::query_as("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetch_one(&self.pool).await.map_err(self.err())?;
             loop {
-                let (passed,): (bool,) = sqlx::query_as("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8")
-                    .bind(&horizon)
+                let (passed,): (bool,) = sqlx::query_as("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8")
+                    .bind(horizon.to_string())
                     .fetch_one(&self.pool)
                     .await
                     .map_err(self.err())?;

@@ -100,7 +100,7 @@ impl Engine {
         // A PostgreSQL feed reads only below the oldest transaction still running on its server:
         // give transactions already under way (a write that just committed elsewhere, a neighbour
         // database's) a moment to end, so the round carries what was committed before it began.
-        join_all(reached.iter().map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions()))).await;
+        join_all(reached.iter().map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions(r.horizon)))).await;
 
         // Empty regions with a large backlog are filled first, in bulk.
         let reached = &reached;

@@ -226,7 +226,8 @@ fn all_regions_converge_to_the_lww_oracle_on_postgres_and_mixed() {
 /// parallel on one cluster make such transactions, and a test about convergence must wait them out.
 pub async fn settle(stores: &[Arc<dyn Store>]) {
     for store in stores {
-        store.wait_for_older_transactions().await.unwrap();
+        let horizon = store.feed_horizon().await.unwrap();
+        store.wait_for_older_transactions(horizon).await.unwrap();
     }
 }
 

@@ -226,8 +226,8 @@ impl Store for Timed {
         self.inner.listen_for_changes(wake).await
     }
 
-    async fn wait_for_older_transactions(&self) -> Result<(), StoreError> {
-        self.other(self.inner.wait_for_older_transactions()).await
+    async fn wait_for_older_transactions(&self, horizon: i64) -> Result<(), StoreError> {
+        self.other(self.inner.wait_for_older_transactions(horizon)).await
     }
 
     async fn feed_horizon(&self) -> Result<i64, StoreError> {
