@@ -28,6 +28,12 @@ use crate::sync::merge::Conflict;
 /// Batches smaller than this are never applied by `COPY` (see `PgStore::apply_in`).
 const COPY_MIN: usize = 64;
 
+/// The change feed after a position (`$1` its transaction id as text, `$2` its id) and below
+/// both the oldest transaction still running and a horizon (`$4`, as text): every transaction
+/// with a smaller id has ended, and any later one gets a larger id, so nothing can appear behind.
+const FEED_RANGE: &str = "(txid, id) > ($1::text::xid8, $2) \
+     AND txid < (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $4::text::xid8))";
+
 const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
 
 pub struct PgStore {
@@ -556,17 +562,13 @@ impl Store for PgStore {
         reader: Option<uuid::Uuid>,
     ) -> Result<FeedPage, StoreError> {
         self.bounded(async {
-            // Only below the oldest transaction still running: every transaction with a smaller
-            // id has ended, and any later one gets a larger id, so nothing can appear behind us.
             // The limit is hidden from the planner (`(SELECT $3)`): seeing LIMIT 5000 against a
             // feed it wrongly believes short (no statistics yet after a bulk load), it would read
             // every remaining row (bitmap scan) and sort them for each page, instead of walking
             // `vente_feed` in order and stopping after `limit` rows.
             let rows = sqlx::query(&format!(
                 "SELECT {COLUMNS}, txid::text::int8 AS pos, coalesce(via = $5, false) AS known FROM vente \
-                 WHERE (txid, id) > ($1::text::xid8, $2) \
-                   AND txid < (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $4::text::xid8)) \
-                 ORDER BY txid, id LIMIT (SELECT $3::int8)"
+                 WHERE {FEED_RANGE} ORDER BY txid, id LIMIT (SELECT $3::int8)"
             ))
             .bind(after.pos.to_string())
             .bind(after.id)
@@ -591,17 +593,15 @@ impl Store for PgStore {
 
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
         self.bounded(async {
-            let (n,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM (SELECT 1 FROM vente WHERE (txid, id) > ($1::text::xid8, $2) \
-                   AND txid < (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $3::text::xid8)) LIMIT (SELECT $4::int8)) AS feed",
-            )
-            .bind(after.pos.to_string())
-            .bind(after.id)
-            .bind(before.unwrap_or(i64::MAX).to_string())
-            .bind(i64::from(cap))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(self.err())?;
+            let (n,): (i64,) =
+                sqlx::query_as(&format!("SELECT count(*) FROM (SELECT 1 FROM vente WHERE {FEED_RANGE} LIMIT (SELECT $3::int8)) AS feed"))
+                    .bind(after.pos.to_string())
+                    .bind(after.id)
+                    .bind(i64::from(cap))
+                    .bind(before.unwrap_or(i64::MAX).to_string())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(self.err())?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
