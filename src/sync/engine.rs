@@ -175,13 +175,15 @@ impl Engine {
     async fn bulk_loads(&self, reached: &[Reached], deadline: Instant) -> Vec<PairResult> {
         // Which regions are empty? (Nothing is locked yet: they are looked at, and counted as
         // sources, before any load begins.)
-        let mut empty = Vec::new();
-        for target in reached {
-            // Errors here are left to the usual pairs, which report them.
-            if target.store.wants_bulk_load().await.unwrap_or(false) {
-                empty.push(target.source.region.clone());
-            }
-        }
+        // Asked of every region at once: this runs at every round. Errors are left to the usual
+        // pairs, which report them.
+        let wanted = join_all(reached.iter().map(|target| target.store.wants_bulk_load())).await;
+        let empty: Vec<crate::domain::RegionName> = reached
+            .iter()
+            .zip(wanted)
+            .filter(|(_, wants)| matches!(wants, Ok(true)))
+            .map(|(target, _)| target.source.region.clone())
+            .collect();
         if empty.is_empty() {
             return Vec::new();
         }
