@@ -15,7 +15,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::row::{
-    VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot, stamp,
+    VenteRow, decide, dedupe_by_id, feed_page, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot,
+    stamp,
 };
 use super::{
     Applied, Backend, Batch, FeedPage, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
@@ -578,15 +579,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
-            let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), end: None };
-            for row in &rows {
-                let position = FeedPosition { pos: row.try_get("pos").map_err(self.err())?, id: row.try_get("id").map_err(self.err())? };
-                page.end = Some(position);
-                if !row.try_get::<bool, _>("known").map_err(self.err())? {
-                    page.rows.push((position, self.vente(row)?));
-                }
-            }
-            Ok(page)
+            feed_page(&rows, &self.region, |row| self.vente(row))
         })
         .await
     }

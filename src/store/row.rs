@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use rust_decimal::Decimal;
 
-use super::{DaySales, LocalWrite, RegionSales, StoreError, WriteOutcome};
+use super::{DaySales, FeedPage, FeedPosition, LocalWrite, RegionSales, StoreError, WriteOutcome};
 use crate::domain::vente::DateVente;
 use crate::domain::{Montant, NewVente, Produit, RegionName, Vente, VenteId, Version};
 use crate::sync::clock::Hlc;
@@ -201,4 +201,29 @@ pub(crate) fn dedupe_by_id(rows: &[Vente]) -> std::borrow::Cow<'_, [Vente]> {
     let mut out: Vec<Vente> = best.into_values().cloned().collect();
     out.sort_by_key(|v| v.id);
     std::borrow::Cow::Owned(out)
+}
+
+/// A feed page from rows that carry `pos`, `id` and `known` (a version the reader sent) besides
+/// the sale's columns: every row moves the page's end, only those not known are decoded.
+pub(crate) fn feed_page<R: sqlx::Row>(
+    rows: &[R],
+    region: &RegionName,
+    vente: impl Fn(&R) -> Result<Vente, StoreError>,
+) -> Result<FeedPage, StoreError>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let err = |e| StoreError::from_sqlx(region, e);
+    let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), end: None };
+    for row in rows {
+        let position = FeedPosition { pos: row.try_get("pos").map_err(err)?, id: row.try_get("id").map_err(err)? };
+        page.end = Some(position);
+        if !row.try_get::<bool, _>("known").map_err(err)? {
+            page.rows.push((position, vente(row)?));
+        }
+    }
+    Ok(page)
 }

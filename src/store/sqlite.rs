@@ -13,7 +13,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 
 use super::row::{
-    VenteRow, decide, dedupe_by_id, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot, stamp,
+    VenteRow, decide, dedupe_by_id, feed_page, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot,
+    stamp,
 };
 use super::{
     Applied, Backend, Batch, FeedPage, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
@@ -357,7 +358,7 @@ impl Store for SqliteStore {
         self.bounded(async {
             // seq is unique: the id part of the position is not needed here.
             let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS}, seq, coalesce(via = ?, 0) AS known FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
+                "SELECT {COLUMNS}, seq AS pos, coalesce(via = ?, 0) AS known FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
             ))
             .bind(reader)
             .bind(after.pos)
@@ -366,15 +367,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
-            let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), end: None };
-            for row in &rows {
-                let position = FeedPosition { pos: row.try_get("seq").map_err(self.err())?, id: row.try_get("id").map_err(self.err())? };
-                page.end = Some(position);
-                if !row.try_get::<bool, _>("known").map_err(self.err())? {
-                    page.rows.push((position, self.vente(row)?));
-                }
-            }
-            Ok(page)
+            feed_page(&rows, &self.region, |row| self.vente(row))
         })
         .await
     }
