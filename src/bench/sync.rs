@@ -113,16 +113,42 @@ const TARGETS: [usize; 2] = [1, 2];
 /// Sales every region holds before the `insert` scenario writes its own.
 const IN_SERVICE: u64 = 1_000;
 
-/// The round after the timed ones, when every region already holds every row: it carries only
-/// the copies the timed rounds applied, coming back through the targets' feeds (skipped by their
-/// origin, or found already held).
-async fn next_round(engine: &crate::sync::engine::Engine) -> serde_json::Value {
-    let report = engine.round().await;
-    json!({
-        "seconds": report.duration.as_secs_f64(),
-        "rows_read": report.pairs.iter().map(|p| p.rows_read).sum::<u64>(),
-        "rows_applied": report.rows_applied(),
-    })
+/// What a throughput scenario reports besides its timed rounds, read in the order that keeps each
+/// figure clean: the timed part's own (last write, phases, statements) first, then the round after
+/// it, when every region already holds every row. That round carries only the copies the timed
+/// rounds applied, coming back through the targets' feeds to regions that hold them already.
+struct Aftermath {
+    replicated_s: Option<f64>,
+    phases: serde_json::Value,
+    statements: Option<serde_json::Value>,
+    next_round: serde_json::Value,
+}
+
+impl Aftermath {
+    async fn read(fx: &Fixture, engine: &crate::sync::engine::Engine, targets: &[usize], started: Instant) -> anyhow::Result<Self> {
+        let replicated_s = fx.last_write_s(targets, started);
+        let phases = fx.phases(started);
+        let statements = fx.pg_stats().await?;
+        let report = engine.round().await;
+        let next_round = json!({
+            "seconds": report.duration.as_secs_f64(),
+            "rows_read": report.pairs.iter().map(|p| p.rows_read).sum::<u64>(),
+            "rows_applied": report.rows_applied(),
+        });
+        Ok(Self { replicated_s, phases, statements, next_round })
+    }
+
+    /// Prints the scenario's line with these figures in it, then its statements line.
+    fn emit(self, mut line: serde_json::Value) {
+        let bench = line["bench"].as_str().unwrap_or_default().to_owned();
+        if let Some(fields) = line.as_object_mut() {
+            fields.insert("replicated_s".into(), json!(self.replicated_s));
+            fields.insert("phases".into(), self.phases);
+            fields.insert("next_round".into(), self.next_round);
+        }
+        emit(line);
+        fixture::emit_statements(&bench, self.statements);
+    }
 }
 
 async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
@@ -157,23 +183,18 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     })
     .await?;
     let ratio = rounds.seconds() / copy.as_secs_f64();
-    let replicated_s = fx.last_write_s(&TARGETS, started);
-    let phases = fx.phases(started);
-    let statements = fx.pg_stats().await?;
-    let next = next_round(&engine).await;
-    emit(json!({
+    let after = Aftermath::read(&fx, &engine, &TARGETS, started).await?;
+    after.emit(json!({
         "bench": "sync.insert", "rows": rows, "batch_size": args.batch_size,
         "seconds": rounds.seconds(), "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "replicated_s": replicated_s, "next_round": next,
         "copy_seconds": copy.as_secs_f64(), "copy_cpu_s": copy_cpu, "ratio_to_copy": ratio,
         "target": "≤ 1.5 × COPY", "target_met": ratio <= 1.5,
         "peers": {"bucardo_s": 4.0, "pglogical_s": 4.0, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": phases, "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
+        "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!("{IN_SERVICE} sales written into Dakar and replicated first (regions in service), seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
         "copy": "COPY (FORMAT csv) of the same rows into two fresh, empty dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
     }));
-    fixture::emit_statements("sync.insert", statements);
     Ok(())
 }
 
@@ -195,14 +216,10 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     .await?;
     let rss_max = sampler.finish();
     let seconds = rounds.seconds();
-    let replicated_s = fx.last_write_s(&TARGETS, started);
-    let phases = fx.phases(started);
-    let statements = fx.pg_stats().await?;
-    let next = next_round(&engine).await;
-    emit(json!({
+    let after = Aftermath::read(&fx, &engine, &TARGETS, started).await?;
+    after.emit(json!({
         "bench": "sync.bulk", "rows": rows, "batch_size": args.batch_size,
         "seconds": seconds, "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "replicated_s": replicated_s, "next_round": next,
         "rows_per_s": rows as f64 / seconds,
         "target": "≤ 12 s", "target_met": seconds <= 12.0,
         "peers": {"pglogical_s": 39.0, "bucardo_s": 67.0, "at_rows": 1_000_000},
@@ -210,11 +227,10 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
         "vm_hwm_mb": mb(status_kb(None, "VmHWM")),
         "rss_target": "≤ 100 MB", "rss_target_met": rss_max <= 100 * 1024,
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": phases, "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
+        "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!("seeding Dakar with write_many in batches of 10,000 through a separate, closed pool ({seed_s:.1} s), CHECKPOINT, row counts between rounds (counts run while RSS is sampled)"),
         "rss": "VmRSS of this process sampled every 50 ms during the rounds; vm_hwm_mb includes seeding",
     }));
-    fixture::emit_statements("sync.bulk", statements);
     Ok(())
 }
 
@@ -247,24 +263,19 @@ async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     })
     .await?;
     let seconds = rounds.seconds();
-    let replicated_s = fx.last_write_s(&[0, 1, 2], started);
-    let phases = fx.phases(started);
-    let statements = fx.pg_stats().await?;
-    let next = next_round(&engine).await;
-    emit(json!({
+    let after = Aftermath::read(&fx, &engine, &[0, 1, 2], started).await?;
+    after.emit(json!({
         "bench": "sync.update", "rows": rows, "updates": rows, "batch_size": args.batch_size,
         "seconds": seconds, "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "replicated_s": replicated_s, "next_round": next,
         "target": "≤ 3 s", "target_met": seconds <= 3.0,
         "peers": {"pglogical_s": 6.7, "bucardo_s": 4.3, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
-        "phases": phases, "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
+        "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
         "untimed": format!(
             "seeding Dakar ({seed_s:.1} s), initial replication ({:.1} s), settling rounds, VACUUM ANALYZE, the updates (write_many, a third per region, {update_s:.1} s), CHECKPOINT, verify between rounds",
             initial.seconds()
         ),
     }));
-    fixture::emit_statements("sync.update", statements);
     Ok(())
 }
 
