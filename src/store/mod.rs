@@ -2,6 +2,8 @@
 //! Owns: the storage interface, its query/page/cursor types and its errors. All SQL lives in
 //! `postgres.rs` and `sqlite.rs`; rules (validation, LWW) live in `domain/` and `sync/`.
 
+mod adopt;
+mod foreign;
 pub mod guard;
 pub mod postgres;
 mod row;

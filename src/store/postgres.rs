@@ -424,10 +424,13 @@ impl Store for PgStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         self.bounded(async {
+            // A database from the guide's steps 1–9 is adopted first (see `adopt.rs`).
+            super::adopt::adopt_guide_table(&self.pool, &self.region).await?;
             sqlx::migrate!("./migrations/postgres").run(&self.pool).await.map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(&self.region, e),
                 e => StoreError::Database { region: self.region.clone(), message: e.to_string() },
             })?;
+            super::foreign::record_region_pg(&self.pool, &self.region).await?;
             // A crash of a server that acknowledges commits before they are durable loses them,
             // and may hand out their transaction ids again, which the change feed relies on.
             let (fsync, commit): (String, String) =
@@ -489,7 +492,10 @@ impl Store for PgStore {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
-            let current = self.get_in(&mut tx, write.id()).await?;
+            // Locked, and passed: a plain SQL write to this row may be stamped above our clock.
+            let current = self.get_many(&mut tx, &[write.id()]).await?.remove(&write.id());
+            let floor = current.as_ref().map(|c| c.version.hlc.0);
+            let hlc = super::foreign::pass_stored(&mut tx, hlc, 1, floor).await.map_err(self.err())?;
             let base = current.as_ref().map(|c| c.seen.clone());
             let outcome = decide(write, current);
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
@@ -510,6 +516,8 @@ impl Store for PgStore {
             let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
             let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
             let stored = self.get_many(&mut tx, &ids).await?;
+            let floor = stored.values().map(|v| v.version.hlc.0).max();
+            let last = super::foreign::pass_stored(&mut tx, last, rows.len(), floor).await.map_err(self.err())?;
             let ventes: Vec<Vente> = rows
                 .iter()
                 .zip(first_of(last, rows.len())..)

@@ -127,11 +127,18 @@ impl SqliteStore {
         Ok(affected)
     }
 
-    /// Advances the clock to stamp `n` local writes at `now`; returns the last value and feed position.
+    /// Ends a transaction's own stamping: the clock statements mark it (`dsms = 1`) so the
+    /// foreign-write triggers (migration 0092) leave its rows alone; the mark must not outlive it.
+    async fn end_stamping(tx: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE dsms_clock SET dsms = 0 WHERE id = 1").execute(&mut *tx).await.map(drop)
+    }
+
+    /// Advances the clock to stamp `n` local writes at `now` (marking the transaction as dsms's
+    /// own, see `end_stamping`); returns the last value and feed position.
     async fn stamp(tx: &mut sqlx::SqliteConnection, now: DateTime<Utc>, n: usize) -> Result<(i64, i64), sqlx::Error> {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         let wall = Hlc::from_wall_ms(now.timestamp_millis()).0;
-        sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc + ?1, ?2 + ?1 - 1), seq = seq + ?1 WHERE id = 1 RETURNING hlc, seq")
+        sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc + ?1, ?2 + ?1 - 1), seq = seq + ?1, dsms = 1 WHERE id = 1 RETURNING hlc, seq")
             .bind(n)
             .bind(wall)
             .fetch_one(&mut *tx)
@@ -181,7 +188,8 @@ impl Store for SqliteStore {
             sqlx::migrate!("./migrations/sqlite")
                 .run(&self.pool)
                 .await
-                .map_err(|e| StoreError::Database { region: self.region.clone(), message: e.to_string() })
+                .map_err(|e| StoreError::Database { region: self.region.clone(), message: e.to_string() })?;
+            super::foreign::record_region_sqlite(&self.pool, &self.region).await
         })
         .await
     }
@@ -242,6 +250,7 @@ impl Store for SqliteStore {
             let (hlc, seq) = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
             let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
             Self::upsert(&mut tx, std::slice::from_ref(&vente), seq, false, None).await.map_err(self.err())?;
+            Self::end_stamping(&mut tx).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(WriteOutcome::Written(vente))
         })
@@ -263,6 +272,7 @@ impl Store for SqliteStore {
                 .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc, stored.get(id).map(|v| &v.seen)))
                 .collect();
             Self::upsert(&mut tx, &dedupe_by_id(&ventes), first_of(last_seq, rows.len()), false, None).await.map_err(self.err())?;
+            Self::end_stamping(&mut tx).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(ventes)
         })
@@ -278,7 +288,7 @@ impl Store for SqliteStore {
             let stored = self.get_many(&mut tx, &ids).await?;
             let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
             let n = i64::try_from(writes.len()).unwrap_or(i64::MAX);
-            let (last_seq,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc, ?1), seq = seq + ?2 WHERE id = 1 RETURNING seq")
+            let (last_seq,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc, ?1), seq = seq + ?2, dsms = 1 WHERE id = 1 RETURNING seq")
                 .bind(max_hlc)
                 .bind(n)
                 .fetch_one(&mut *tx)
@@ -320,6 +330,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(self.err())?;
             }
+            Self::end_stamping(&mut tx).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
             Ok(Applied { rows: written, conflicts: logged })
         })

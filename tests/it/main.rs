@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod browser;
 mod cli;
+mod foreign_writers;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
 mod monitor;

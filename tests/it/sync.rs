@@ -15,6 +15,7 @@ use dsms::sync::report::RoundStatus;
 use dsms::testkit::flaky::{Flaky, FlakyStore};
 use proptest::prelude::*;
 
+use crate::foreign_writers::Plain;
 use crate::helpers::pg_database;
 
 pub const NAMES: [&str; 3] = ["Dakar", "Thies", "Saint-Louis"];
@@ -101,6 +102,9 @@ enum Op {
     Round { down: [bool; 3], crash_after: Option<i64> },
     /// A whole feed re-delivered out of order (duplicates, reordering), without cursors.
     Replay { source: usize, target: usize, seed: u64 },
+    /// Plain SQL from a connection that is not dsms's (psql, `sqlite3`): 0 INSERT with the guide's
+    /// columns, 1 UPDATE of two rows, 2 hard DELETE; stamped by the region's triggers.
+    Foreign { region: usize, row: usize, kind: u8, montant: u32 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -109,6 +113,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(region, row, kind, skew_min, montant)| Op::Write { region, row, kind, skew_min, montant }),
         3 => (any::<[bool; 3]>(), proptest::option::of(0..40i64)).prop_map(|(down, crash_after)| Op::Round { down, crash_after }),
         1 => (0..3usize, 0..3usize, any::<u64>()).prop_map(|(source, target, seed)| Op::Replay { source, target, seed }),
+        3 => (0..3usize, 0..8usize, 0..3u8, 1..1_000_000u32)
+            .prop_map(|(region, row, kind, montant)| Op::Foreign { region, row, kind, montant }),
     ]
 }
 
@@ -116,7 +122,7 @@ fn row_id(row: usize) -> VenteId {
     VenteId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + row as u128))
 }
 
-async fn run_case(real: Vec<Arc<dyn Store>>, ops: Vec<Op>, batch_size: u32) {
+async fn run_case(real: Vec<Arc<dyn Store>>, plain: &[Plain], ops: Vec<Op>, batch_size: u32) {
     let flaky: Vec<Arc<FlakyStore>> = real.iter().map(|s| Flaky::wrap(s.clone())).collect();
     let stores: Vec<Arc<dyn Store>> = flaky.iter().map(|f| f.clone() as Arc<dyn Store>).collect();
     let mut oracle: HashMap<VenteId, Vente> = HashMap::new();
@@ -137,6 +143,23 @@ async fn run_case(real: Vec<Arc<dyn Store>>, ops: Vec<Op>, batch_size: u32) {
                     let newer = oracle.get(&id).is_none_or(|o| v.version > o.version);
                     if newer {
                         oracle.insert(id, v);
+                    }
+                }
+            }
+            Op::Foreign { region, row, kind, montant } => {
+                let (id, other) = (row_id(row), row_id((row + 1) % 8));
+                // Refused statements (an id already there, nothing to update) change nothing.
+                let _ = match kind {
+                    0 => plain[region].insert(id.0, &format!("Produit {row}"), i64::from(montant), NAMES[row % 3]).await,
+                    1 => plain[region].set_montant(&[id.0, other.0], i64::from(montant)).await,
+                    _ => plain[region].delete(id.0).await,
+                };
+                // What the triggers stamped is a write like any other: the oracle keeps the greatest.
+                for id in [id, other] {
+                    if let Some(v) = real[region].get(id).await.unwrap() {
+                        if oracle.get(&id).is_none_or(|o| v.version > o.version) {
+                            oracle.insert(id, v);
+                        }
                     }
                 }
             }
@@ -193,11 +216,12 @@ fn all_regions_converge_to_the_lww_oracle_on_sqlite() {
     let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
     let dir = tempfile::tempdir().unwrap();
     let urls = sqlite_urls(dir.path());
-    let (stores, cleaner) = runtime.block_on(async { (open_stores(urls.clone()).await, Cleaner::open(&urls).await) });
+    let (stores, cleaner, plain) =
+        runtime.block_on(async { (open_stores(urls.clone()).await, Cleaner::open(&urls).await, Plain::open_all(&urls).await) });
     proptest!(config, |(ops in proptest::collection::vec(op(), 1..60), batch_size in 1..8u32)| {
         runtime.block_on(async {
             cleaner.wipe().await;
-            run_case(stores.clone(), ops, batch_size).await;
+            run_case(stores.clone(), &plain, ops, batch_size).await;
         });
     });
 }
@@ -210,11 +234,12 @@ fn all_regions_converge_to_the_lww_oracle_on_postgres_and_mixed() {
     let mixed = vec![pg[0].clone(), DatabaseUrl::Sqlite(dir.path().join("t.db")), pg[2].clone()];
     let config = ProptestConfig { cases: cases() / 4, failure_persistence: None, ..ProptestConfig::default() };
     for urls in [pg.clone(), mixed] {
-        let (stores, cleaner) = runtime.block_on(async { (open_stores(urls.clone()).await, Cleaner::open(&urls).await) });
+        let (stores, cleaner, plain) =
+            runtime.block_on(async { (open_stores(urls.clone()).await, Cleaner::open(&urls).await, Plain::open_all(&urls).await) });
         proptest!(config.clone(), |(ops in proptest::collection::vec(op(), 1..60), batch_size in 1..8u32)| {
             runtime.block_on(async {
                 cleaner.wipe().await;
-                run_case(stores.clone(), ops, batch_size).await;
+                run_case(stores.clone(), &plain, ops, batch_size).await;
             });
         });
     }
@@ -244,7 +269,11 @@ impl Cleaner {
         let mut pools = Vec::new();
         for url in urls {
             pools.push(match url {
-                DatabaseUrl::Postgres(url) => Pool::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+                // Named as a dsms session: the foreign-write triggers refuse TRUNCATE to anyone else.
+                DatabaseUrl::Postgres(url) => {
+                    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+                    Pool::Postgres(sqlx::PgPool::connect_with(options.options([("dsms.writer", "tests")])).await.unwrap())
+                }
                 DatabaseUrl::Sqlite(path) => {
                     Pool::Sqlite(sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap())
                 }
@@ -260,9 +289,14 @@ impl Cleaner {
                     sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict").execute(pool).await.unwrap();
                 }
                 Pool::Sqlite(pool) => {
+                    // Marked as dsms's own transaction: a foreign DELETE would only soft-delete.
+                    let mut tx = pool.begin().await.unwrap();
+                    sqlx::query("UPDATE dsms_clock SET dsms = 1").execute(&mut *tx).await.unwrap();
                     for table in ["vente", "dsms_cursor", "dsms_conflict"] {
-                        sqlx::query(&format!("DELETE FROM {table}")).execute(pool).await.unwrap();
+                        sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.unwrap();
                     }
+                    sqlx::query("UPDATE dsms_clock SET dsms = 0").execute(&mut *tx).await.unwrap();
+                    tx.commit().await.unwrap();
                 }
             }
         }

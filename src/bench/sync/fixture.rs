@@ -343,11 +343,14 @@ pub fn csv_of(rows: &[Vente]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The physical baseline: COPY of `csv` into each database of `urls` (empty `vente` tables with
-/// dsms's indexes), one connection each, all at once. Connecting is not timed.
+/// dsms's indexes), one connection each, all at once. Connecting is not timed. The sessions name
+/// themselves in `dsms.writer`, as dsms's do: the rows carry their versions, so the foreign-write
+/// triggers skip them as they skip dsms's own COPY.
 pub async fn copy_into(urls: &[String], csv: &[u8]) -> anyhow::Result<(Duration, u64)> {
     let mut conns = Vec::new();
     for url in urls {
-        conns.push(sqlx::PgConnection::connect(url).await?);
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        conns.push(sqlx::PgConnection::connect_with(&options.options([("dsms.writer", "bench-copy")])).await?);
     }
     let started = Instant::now();
     let copies = join_all(conns.iter_mut().map(|conn| async move {
