@@ -1,6 +1,7 @@
 //! Benchmarks on real databases private to this process; each result is one JSON line on stdout.
 
 pub mod api;
+mod foreign;
 mod sync;
 
 use std::process::ExitCode;
@@ -51,6 +52,16 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value_t = BenchBackend::Sqlite)]
         backend: BenchBackend,
     },
+    /// What the foreign-write triggers cost: single-row plain SQL UPDATEs with the trigger
+    /// stamping them, and from a session marked as dsms's (trigger skipped), on both backends.
+    Foreign {
+        /// Sales in the region.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        /// Timed single-row UPDATEs per case.
+        #[arg(long, default_value_t = 5_000)]
+        updates: u32,
+    },
     /// Replication between three PostgreSQL regions, each on its own private cluster.
     #[command(subcommand)]
     Sync(sync::SyncScenario),
@@ -81,6 +92,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Api { rows, clients, duration, warmup, path, backend } => {
             api::run(api::ApiBench { rows, clients, warmup, duration, path, backend }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Foreign { rows, updates } => {
+            foreign::run(rows, updates).await?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Sync(scenario) => {
