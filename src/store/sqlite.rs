@@ -12,17 +12,23 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use std::collections::HashMap;
 
-use super::row::{
-    VenteRow, decide, dedupe_by_id, feed_page, first_of, from_snapshot, like_pattern, local_vente, plan_apply, region_sales, snapshot,
-    stamp,
-};
-use super::{
-    Applied, Backend, Batch, FeedPage, FeedPosition, Limits, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
-    WriteOutcome,
-};
+use super::row::{VenteRow, feed_page, from_snapshot, like_pattern, region_sales, snapshot};
+use super::{Applied, Batch, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use crate::domain::Backend;
+use crate::domain::ListQuery;
+use crate::domain::LocalWrite;
+use crate::domain::Page;
+use crate::domain::RegionSales;
+use crate::domain::WriteOutcome;
+use crate::domain::lww::Conflict;
+use crate::domain::lww::dedupe_by_id;
+use crate::domain::lww::plan_apply;
+use crate::domain::version::Hlc;
+use crate::domain::write::decide;
+use crate::domain::write::first_of;
+use crate::domain::write::local_vente;
+use crate::domain::write::stamp;
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
-use crate::sync::clock::Hlc;
-use crate::sync::merge::Conflict;
 
 const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
 /// SQLite allows 32766 bound values per statement; 12 per row.
@@ -218,7 +224,7 @@ impl Store for SqliteStore {
             let mut items = rows.iter().map(|r| self.vente(r)).collect::<Result<Vec<_>, _>>()?;
             let more = items.len() > q.limit as usize;
             items.truncate(q.limit as usize);
-            let next = if more { items.last().map(super::Cursor::of) } else { None };
+            let next = if more { items.last().map(crate::domain::Cursor::of) } else { None };
             Ok(Page { items, next })
         })
         .await
