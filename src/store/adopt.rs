@@ -1,7 +1,7 @@
 //! Adopting the guide's databases. Owns: turning a `vente` table created by the guide's steps 1–9
 //! (Spring Data JPA / Hibernate, maybe its `optimization_indexes.sql`) into dsms's table before the
 //! migrations run. Leaves: the schema itself (migrations/), the foreign-write triggers and what
-//! dsms does alongside them (foreign.rs), every other SQL (postgres.rs, sqlite.rs).
+//! dsms does alongside them (foreign.rs), every other SQL (postgres/, sqlite/).
 //!
 //! Adoption keeps every row and gives each one a version from its `updated_at`, the same in every
 //! region for the same content, so the first round merges diverged regions by the guide's rule: the

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use dsms::config::DatabaseUrl;
 use dsms::domain::VenteId;
-use dsms::store::{LocalWrite, Store, WriteOutcome};
+use dsms::domain::{LocalWrite, WriteOutcome};
+use dsms::store::Store;
 use dsms::sync::engine::{Engine, EngineOptions};
 use uuid::Uuid;
 
@@ -169,17 +170,17 @@ async fn plain_sql_inserts_updates_and_hard_deletes_in_three_regions_replicate_e
         // multi-row UPDATE; Saint-Louis: a hard DELETE.
         let inserted = Uuid::now_v7();
         assert_eq!(plain[0].insert(inserted, "  Café Touba ", 350_050, "Dakar").await.unwrap(), 1);
-        assert_eq!(plain[1].set_montant(&[a.0], 111_00).await.unwrap(), 1);
-        assert_eq!(plain[1].set_montant(&[b.0, c.0], 222_00).await.unwrap(), 2);
+        assert_eq!(plain[1].set_montant(&[a.0], 11100).await.unwrap(), 1);
+        assert_eq!(plain[1].set_montant(&[b.0, c.0], 22200).await.unwrap(), 2);
         plain[2].delete(d.0).await.unwrap();
         assert!(stores[2].get(d).await.unwrap().unwrap().deleted, "a hard DELETE leaves a tombstone");
 
         sync_until_identical(&stores).await;
         let expected: BTreeMap<VenteId, (String, i64)> = [
             (VenteId(inserted), ("Café Touba".to_owned(), 350_050)),
-            (a, ("Mil".to_owned(), 111_00)),
-            (b, ("Riz".to_owned(), 222_00)),
-            (c, ("Sucre".to_owned(), 222_00)),
+            (a, ("Mil".to_owned(), 11100)),
+            (b, ("Riz".to_owned(), 22200)),
+            (c, ("Sucre".to_owned(), 22200)),
         ]
         .into_iter()
         .collect();
@@ -202,23 +203,23 @@ async fn the_guides_scenario_two_plain_sql_edits_with_no_round_between_thies_win
         let id = created(&stores[0], &stores, 0, "Ciment", "4500").await;
         sync_until_identical(&stores).await;
 
-        dakar.set_montant(&[id.0], 4600_00).await.unwrap();
+        dakar.set_montant(&[id.0], 460000).await.unwrap();
         tokio::time::sleep(Duration::from_millis(3)).await; // the Thies edit is the later one
-        thies.set_montant(&[id.0], 4700_00).await.unwrap();
+        thies.set_montant(&[id.0], 470000).await.unwrap();
         sync_until_identical(&stores).await;
         for store in &stores {
-            assert_eq!(store.get(id).await.unwrap().unwrap().montant.cents(), 4700_00, "{}", store.region());
+            assert_eq!(store.get(id).await.unwrap().unwrap().montant.cents(), 470000, "{}", store.region());
         }
         let losers = distinct_losers(&stores).await;
         assert_eq!(losers.len(), 1, "exactly one conflict: {losers:?}");
         let conflicts = stores[0].conflicts(10).await.unwrap();
-        assert!(conflicts.iter().all(|c| c.loser.montant.cents() == 4600_00 && c.winner.montant.cents() == 4700_00), "{conflicts:?}");
+        assert!(conflicts.iter().all(|c| c.loser.montant.cents() == 460000 && c.winner.montant.cents() == 470000), "{conflicts:?}");
 
         // An edit of the version every region holds is an ordinary edit.
-        saint_louis.set_montant(&[id.0], 4800_00).await.unwrap();
+        saint_louis.set_montant(&[id.0], 480000).await.unwrap();
         sync_until_identical(&stores).await;
         assert_eq!(distinct_losers(&stores).await.len(), 1, "no new conflict");
-        assert_eq!(stores[1].get(id).await.unwrap().unwrap().montant.cents(), 4800_00);
+        assert_eq!(stores[1].get(id).await.unwrap().unwrap().montant.cents(), 480000);
     }
 }
 
@@ -358,10 +359,10 @@ async fn the_guides_diverged_databases_are_adopted_and_merged_by_the_latest_upda
     let stores = open_stores(urls.clone()).await;
     sync_until_identical(&stores).await;
     let expected: BTreeMap<VenteId, (String, i64)> = [
-        (VenteId(only_dakar), ("Arachide".to_owned(), 1000_00)),
-        (VenteId(shared), ("Mil".to_owned(), 2500_00)),
-        (VenteId(edited), ("Riz (Thies)".to_owned(), 3100_00)),
-        (VenteId(float), ("Huile".to_owned(), 1500_56)),
+        (VenteId(only_dakar), ("Arachide".to_owned(), 100000)),
+        (VenteId(shared), ("Mil".to_owned(), 250000)),
+        (VenteId(edited), ("Riz (Thies)".to_owned(), 310000)),
+        (VenteId(float), ("Huile".to_owned(), 150056)),
     ]
     .into_iter()
     .collect();
@@ -401,6 +402,6 @@ async fn the_guides_diverged_databases_are_adopted_and_merged_by_the_latest_upda
     sync_until_identical(&stores).await;
     for store in &stores {
         let v = store.get(VenteId(late)).await.unwrap().unwrap();
-        assert_eq!((v.produit.as_str(), v.montant.cents(), v.deleted), ("Oignons", 7250_13, false), "{}", store.region());
+        assert_eq!((v.produit.as_str(), v.montant.cents(), v.deleted), ("Oignons", 725013, false), "{}", store.region());
     }
 }
