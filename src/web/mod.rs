@@ -6,6 +6,7 @@ pub mod analytics_api;
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod list_query;
 pub mod monitor_api;
 pub mod openapi;
 pub mod pages;
