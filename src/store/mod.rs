@@ -1,11 +1,13 @@
-//! One region's database behind one trait, with two real implementations: PostgreSQL and SQLite.
-//! Owns: the storage interface, its query/page/cursor types and its errors. All SQL lives in
-//! `postgres.rs` and `sqlite.rs`; rules (validation, LWW) live in `domain/` and `sync/`.
+//! One region's database behind one trait, with two real implementations: PostgreSQL and SQLite;
+//! and this server's own state database (state.rs). Owns: the storage interface, its
+//! query/page/cursor types and its errors. All SQL lives here, in `postgres/`, `sqlite/` and
+//! `state.rs`; rules (validation, LWW) live in `domain/` and `sync/`.
 
 pub mod guard;
 pub mod postgres;
 mod row;
 pub mod sqlite;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
