@@ -30,6 +30,26 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// How often the monitor probes every region (reachability, latency, clock offset); `None`: never.
     pub probe_interval: Option<Duration>,
+    /// With no user, serve on a non-loopback `listen` all the same (everyone may do everything).
+    pub allow_anonymous: bool,
+    /// Web sessions and the throttling of password guesses.
+    pub auth: crate::auth::AuthConfig,
+    /// What every listener enforces before a request reaches the router.
+    pub edge: EdgeConfig,
+}
+
+/// The hardened edge: Host allowlist, timeouts of slow or idle clients, connection cap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// Host names (or IP addresses) requests may name in `Host`; `None`: the default (the listen
+    /// address, `localhost`, and the loopback addresses when listening on one). `"*"` accepts any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// A client must send a request's headers within this (also bounds waiting between requests).
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves for this long, with no request in progress, is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 /// One region: its name and where its database lives.
@@ -72,11 +92,25 @@ impl DatabaseUrl {
         match self {
             Self::Sqlite(path) => format!("sqlite://{}", path.display()),
             Self::Postgres(text) => match url::Url::parse(text) {
-                Ok(mut url) if url.password().is_some() => {
-                    let _ = url.set_password(Some("***"));
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    // libpq-style parameters may carry the password too (`?password=…`).
+                    if url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+                        let pairs: Vec<(String, String)> = url
+                            .query_pairs()
+                            .map(|(k, v)| {
+                                let v = if k.eq_ignore_ascii_case("password") { "***".to_owned() } else { v.into_owned() };
+                                (k.into_owned(), v)
+                            })
+                            .collect();
+                        url.query_pairs_mut().clear().extend_pairs(pairs);
+                    }
                     url.to_string()
                 }
-                _ => text.clone(),
+                // Unreadable: show only the scheme, the rest may hold a secret.
+                Err(_) => "postgres://***".to_owned(),
             },
         }
     }
@@ -115,6 +149,16 @@ struct RawConfig {
     log_format: String,
     data_dir: PathBuf,
     probe_interval: String,
+    allow_anonymous: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allowed_hosts: Option<Vec<String>>,
+    header_read_timeout: String,
+    idle_timeout: String,
+    max_connections: u32,
+    session_idle: String,
+    session_lifetime: String,
+    login_max_failures: u32,
+    login_window: String,
     regions: Vec<RawRegion>,
 }
 
@@ -147,6 +191,15 @@ impl Default for RawConfig {
             log_format: "text".into(),
             data_dir: PathBuf::from("dsms-data"),
             probe_interval: "10s".into(),
+            allow_anonymous: false,
+            allowed_hosts: None,
+            header_read_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            max_connections: 1024,
+            session_idle: "30m".into(),
+            session_lifetime: "12h".into(),
+            login_max_failures: 5,
+            login_window: "1m".into(),
             regions: Vec::new(),
         }
     }
@@ -266,7 +319,44 @@ impl RawConfig {
         } else {
             validate_regions(self.regions)?
         };
+        let positive = |key: &str, text: &str| {
+            duration(key, text).and_then(|d| if d.is_zero() { Err(ConfigError::new(key, "doit être supérieure à 0")) } else { Ok(d) })
+        };
+        let auth = crate::auth::AuthConfig {
+            session_idle: positive("session_idle", &self.session_idle)?,
+            session_lifetime: positive("session_lifetime", &self.session_lifetime)?,
+            login_max_failures: match self.login_max_failures {
+                0 => return Err(ConfigError::new("login_max_failures", "doit être au moins 1")),
+                n => n,
+            },
+            login_window: positive("login_window", &self.login_window)?,
+        };
+        let allowed_hosts = match self.allowed_hosts {
+            None => None,
+            Some(hosts) => {
+                let hosts: Vec<String> = hosts.iter().map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase()).collect();
+                if hosts.is_empty() || hosts.iter().any(|h| h.is_empty() || h.contains(['/', ' ', '@'])) {
+                    return Err(ConfigError::new(
+                        "allowed_hosts",
+                        "liste de noms d'hôte attendue, ex. [\"ventes.example.sn\", \"localhost\"]",
+                    ));
+                }
+                Some(hosts)
+            }
+        };
+        let edge = EdgeConfig {
+            allowed_hosts,
+            header_read_timeout: positive("header_read_timeout", &self.header_read_timeout)?,
+            idle_timeout: positive("idle_timeout", &self.idle_timeout)?,
+            max_connections: match self.max_connections {
+                0 => return Err(ConfigError::new("max_connections", "doit être au moins 1")),
+                n => n as usize,
+            },
+        };
         Ok(Config {
+            allow_anonymous: self.allow_anonymous,
+            auth,
+            edge,
             listen,
             sync_interval,
             sync_on_write: self.sync_on_write,
@@ -383,5 +473,19 @@ mod tests {
     fn passwords_never_show() {
         let url = DatabaseUrl::parse("postgres://u:secret@h/db").unwrap();
         assert!(!format!("{url:?}").contains("secret"));
+        let url = DatabaseUrl::parse("postgres://u@h/db?sslmode=require&password=secret").unwrap();
+        assert_eq!(url.redacted(), "postgres://u@h/db?sslmode=require&password=***");
+    }
+
+    #[test]
+    fn the_edge_and_session_knobs_have_safe_defaults() {
+        let config = Config::embedded(Path::new("/tmp/x"));
+        assert!(!config.allow_anonymous);
+        assert_eq!(config.edge.allowed_hosts, None);
+        assert_eq!(config.edge.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.edge.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.auth.login_max_failures, 5);
+        let raw = RawConfig { allowed_hosts: Some(vec![]), ..RawConfig::default() };
+        assert_eq!(raw.validate().unwrap_err().key, "allowed_hosts");
     }
 }

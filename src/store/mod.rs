@@ -6,6 +6,7 @@ pub mod guard;
 pub mod postgres;
 mod row;
 pub mod sqlite;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
