@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, AuthError};
 use crate::config::{Config, EdgeConfig};
+use crate::domain::version::{WallClock, system_clock};
 use crate::monitor::{Monitor, MonitorConfig, MonitorError, drill};
 use crate::store::{self, Limits, Store, StoreError};
-use crate::sync::clock::{WallClock, system_clock};
 use crate::sync::engine::{Engine, EngineOptions};
 use crate::sync::scheduler::Scheduler;
 use crate::ventes::Ventes;

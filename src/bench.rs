@@ -11,8 +11,9 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::config::DatabaseUrl;
+use crate::domain::ListQuery;
 use crate::domain::RegionName;
-use crate::store::{self, Limits, ListQuery, Store};
+use crate::store::{self, Limits, Store};
 use crate::testkit::pg::PgCluster;
 
 #[derive(Debug, Subcommand)]

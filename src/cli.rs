@@ -143,7 +143,7 @@ async fn sync(config: &Config) -> anyhow::Result<ExitCode> {
     app::migrate_all(&stores).await?;
     let report = Engine::new(stores, EngineOptions::default()).round().await;
     // The round counts in the statistics the server shows (same state database).
-    let monitor = Monitor::open(MonitorConfig::from_config(config), gates, crate::sync::clock::system_clock()).await?;
+    let monitor = Monitor::open(MonitorConfig::from_config(config), gates, crate::domain::version::system_clock()).await?;
     monitor.record_round(&report);
     monitor.flush().await;
     let status = match report.status {

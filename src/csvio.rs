@@ -11,9 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::app;
 use crate::config::Config;
 use crate::domain::vente::VenteFields;
+use crate::domain::version::system_clock;
 use crate::domain::{NewVente, Vente, VenteId};
 use crate::store::Store;
-use crate::sync::clock::system_clock;
 use crate::ventes::Ventes;
 
 pub const HEADER: [&str; 7] = ["id", "produit", "montant", "date_vente", "region", "updated_at", "deleted"];

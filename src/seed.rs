@@ -9,8 +9,8 @@ use rand::seq::IndexedRandom;
 use crate::app;
 use crate::config::Config;
 use crate::domain::vente::DateVente;
+use crate::domain::version::system_clock;
 use crate::domain::{Montant, NewVente, Produit, RegionName, VenteId};
-use crate::sync::clock::system_clock;
 use crate::ventes::Ventes;
 
 /// Products and a typical price range in FCFA.

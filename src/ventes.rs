@@ -7,10 +7,15 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::domain::Expect;
+use crate::domain::ListQuery;
+use crate::domain::LocalWrite;
+use crate::domain::Page;
+use crate::domain::WriteOutcome;
+use crate::domain::version::WallClock;
 use crate::domain::{NewVente, RegionName, Regions, Vente, VenteId};
 use crate::store::guard::{Breaker, Guarded};
-use crate::store::{Batch, Expect, ListQuery, LocalWrite, Page, Store, StoreError, WriteOutcome};
-use crate::sync::clock::WallClock;
+use crate::store::{Batch, Store, StoreError};
 
 /// How long a write waits for its immediate push to the other regions; what misses it is
 /// carried by the next sync round.

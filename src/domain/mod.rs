@@ -1,16 +1,25 @@
 //! Values that cannot be invalid: once a `Produit`, a `Montant`, a `DateVente` or a `RegionName`
-//! exists, it satisfies the contract. Parsing from the wire happens here, once.
-//! Owns: validation rules and their French messages. Leaves: storage encodings (store/), JSON shape (web/).
+//! exists, it satisfies the contract. Parsing from the wire happens here, once. Versions and the
+//! LWW rule are domain values too: every layer above uses them, none of them owns them.
+//! Owns: validation rules and their French messages, versions (version.rs), the replication rule
+//! (lww.rs), the local-write rule (write.rs), reader requests and pages (query.rs).
+//! Leaves: storage encodings (store/), JSON shape (web/). Imports nothing of the layers above.
 
+pub mod lww;
 pub mod montant;
 pub mod produit;
+pub mod query;
 pub mod region;
 pub mod vente;
+pub mod version;
+pub mod write;
 
 pub use montant::Montant;
 pub use produit::Produit;
-pub use region::{RegionName, Regions};
+pub use query::{Cursor, DaySales, ListQuery, Page, RegionSales};
+pub use region::{Backend, RegionName, Regions};
 pub use vente::{DateVente, NewVente, Vente, VenteId, Version};
+pub use write::{Expect, LocalWrite, WriteOutcome};
 
 /// A field that failed validation, with a French message for the user.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, utoipa::ToSchema)]

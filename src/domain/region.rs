@@ -82,6 +82,13 @@ impl Regions {
     }
 }
 
+/// Which engine serves a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::{FieldError, Montant, Produit, RegionName, Regions};
-pub use crate::sync::clock::Version;
+pub use crate::domain::version::Version;
 
 /// A sale's id: a UUID, v7 (time-ordered) when the server makes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -175,7 +175,7 @@ pub struct Vente {
     /// The replication order of this row's writes (hybrid logical clock, then origin region).
     pub version: Version,
     /// What this version's writer had seen of the row's history (tells edits from conflicts).
-    pub seen: crate::sync::merge::Seen,
+    pub seen: crate::domain::lww::Seen,
 }
 
 impl Vente {

@@ -17,8 +17,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use super::health::Status;
 use super::metrics::CacheName;
 use super::{Monitor, MonitorError};
+use crate::domain::DaySales;
+use crate::domain::RegionSales;
 use crate::domain::{RegionName, Regions, Vente};
-use crate::store::{DaySales, RegionSales, Store};
+use crate::store::Store;
 
 /// Days in the per-day series, today included.
 pub const DAYS: u32 = 30;

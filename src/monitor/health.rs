@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::RegionName;
+use crate::domain::version::WallClock;
 use crate::store::Store;
-use crate::sync::clock::WallClock;
 use crate::sync::report::RoundReport;
 
 /// A region's status, as the guide names them.

@@ -26,9 +26,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::domain::Backend;
+use crate::domain::version::WallClock;
 use crate::domain::{RegionName, Regions, Vente};
-use crate::store::{Backend, Store, StoreError};
-use crate::sync::clock::WallClock;
+use crate::store::{Store, StoreError};
 use crate::sync::report::RoundReport;
 use crate::ventes::{WriteKind, WriteListener};
 use analytics::Caches;

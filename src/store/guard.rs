@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{
-    Applied, Backend, Batch, BulkLoad, FeedPage, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
-    WriteOutcome,
-};
+use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
+use crate::domain::Backend;
+use crate::domain::ListQuery;
+use crate::domain::LocalWrite;
+use crate::domain::Page;
+use crate::domain::RegionSales;
+use crate::domain::WriteOutcome;
+use crate::domain::lww::Conflict;
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
-use crate::sync::merge::Conflict;
 
 /// Decides whether a call may reach the database.
 pub trait Guard: Send + Sync + 'static {

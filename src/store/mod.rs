@@ -14,14 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{DatabaseUrl, RegionConfig};
-use crate::domain::{NewVente, RegionName, Vente, VenteId};
-
-/// Which engine serves a region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+use crate::domain::{Backend, ListQuery, LocalWrite, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
 
 /// Timeouts every region call is bounded by.
 #[derive(Clone, Copy, Debug)]
@@ -39,116 +32,6 @@ impl Limits {
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable { region: region.clone(), message: format!("pas de réponse en {limit:?}") }))
     }
-}
-
-/// A listing request: live sales, newest write first, keyset-paged.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListQuery {
-    pub region: Option<RegionName>,
-    /// A folded (lower-case, accent-free) product substring.
-    pub q: Option<String>,
-    pub from: Option<NaiveDate>,
-    pub to: Option<NaiveDate>,
-    pub limit: u32,
-    pub after: Option<Cursor>,
-}
-
-/// A position in the listing order `(updated_at DESC, id DESC)`: the last row of a page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cursor {
-    pub updated_at: DateTime<Utc>,
-    pub id: VenteId,
-}
-
-impl Cursor {
-    pub fn of(vente: &Vente) -> Self {
-        Self { updated_at: vente.updated_at, id: vente.id }
-    }
-
-    /// Opaque to clients, but plain: `micros_uuid` (the row's `updated_at` in microseconds since
-    /// the epoch, then its hyphenated id), so the API document can state its exact form (`PATTERN`).
-    pub fn encode(&self) -> String {
-        format!("{}_{}", self.updated_at.timestamp_micros(), self.id.0.hyphenated())
-    }
-
-    /// The exact form `decode` accepts, as an ECMA-262 regular expression.
-    pub const PATTERN: &str = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-
-    /// Reads exactly `PATTERN`; anything else is `None`.
-    pub fn decode(text: &str) -> Option<Self> {
-        let (micros, id) = text.split_once('_')?;
-        if micros.is_empty() || micros.len() > 16 || !micros.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let id = VenteId::parse_hyphenated(id)?;
-        let updated_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-        Some(Self { updated_at, id })
-    }
-}
-
-/// One page of a listing.
-#[derive(Clone, Debug, Default)]
-pub struct Page {
-    pub items: Vec<Vente>,
-    /// Present when more rows may follow.
-    pub next: Option<Cursor>,
-}
-
-/// What a conditional write expects to find (HTTP `If-Match`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expect {
-    /// No condition.
-    Nothing,
-    /// `If-Match: *` — any live version.
-    AnyVersion,
-    /// One of these version tags (`Version`'s `Display`).
-    OneOf(Vec<String>),
-}
-
-impl Expect {
-    pub fn accepts(&self, current: &Vente) -> bool {
-        match self {
-            Self::Nothing | Self::AnyVersion => true,
-            Self::OneOf(tags) => {
-                let tag = current.version.to_string();
-                tags.contains(&tag)
-            }
-        }
-    }
-}
-
-/// A write made by a client in this region; the store stamps the version in the same transaction.
-#[derive(Clone, Debug)]
-pub enum LocalWrite {
-    /// Create a sale with this id; a replay with the same content returns the existing sale.
-    Create { id: VenteId, vente: NewVente },
-    /// Replace a live sale's content.
-    Update { id: VenteId, vente: NewVente, expect: Expect },
-    /// Soft-delete a live sale.
-    Delete { id: VenteId, expect: Expect },
-}
-
-impl LocalWrite {
-    pub fn id(&self) -> VenteId {
-        match self {
-            Self::Create { id, .. } | Self::Update { id, .. } | Self::Delete { id, .. } => *id,
-        }
-    }
-}
-
-/// What came of a local write.
-#[derive(Clone, Debug)]
-pub enum WriteOutcome {
-    /// Written; the sale as now stored.
-    Written(Vente),
-    /// A create replayed with the same content: nothing written, the existing sale.
-    Unchanged(Vente),
-    /// A create whose id is taken by a different (or deleted) sale.
-    IdTaken(Vente),
-    /// Update or delete of a sale this region does not hold alive.
-    NotFound,
-    /// `If-Match` did not match; the current sale.
-    PreconditionFailed(Vente),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,7 +89,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or overwrites many sales as local writes with fresh versions (import, seed).
     async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError>;
     /// Applies replicated rows in one transaction: each replaces the stored row only if its
-    /// version is greater (`sync::merge::judge`), concurrent losers go to the conflict log, the
+    /// version is greater (`domain::lww::judge`), concurrent losers go to the conflict log, the
     /// clock moves past every version received, and the source's cursor moves to the batch's end.
     /// Idempotent and order-independent.
     async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError>;
@@ -255,7 +138,7 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
     /// The most recent conflicts this database logged, newest first.
-    async fn conflicts(&self, limit: u32) -> Result<Vec<crate::sync::merge::Conflict>, StoreError>;
+    async fn conflicts(&self, limit: u32) -> Result<Vec<crate::domain::lww::Conflict>, StoreError>;
     /// Every sale ordered by id, after `after`, at most `limit` (export, verify).
     async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError>;
     /// Refreshes planner statistics (after a bulk load, as `pg_restore` does).
@@ -278,26 +161,6 @@ pub trait BulkLoad: Send {
     async fn apply(&mut self, batch: &Batch) -> Result<Applied, StoreError>;
     /// Builds the indexes again and commits everything applied, cursors included.
     async fn finish(self: Box<Self>) -> Result<(), StoreError>;
-}
-
-/// Live sales of one region as one database sees them (`Store::analytics`). Totals are exact.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegionSales {
-    pub region: RegionName,
-    pub count: u64,
-    pub total: rust_decimal::Decimal,
-    /// Days with at least one sale, oldest first.
-    pub per_day: Vec<DaySales>,
-    /// Newest write first.
-    pub recent: Vec<Vente>,
-}
-
-/// Sales of one region on one calendar day.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DaySales {
-    pub date: NaiveDate,
-    pub count: u64,
-    pub total: rust_decimal::Decimal,
 }
 
 /// A position in a region's change feed: rows are read in `(pos, id)` order. On PostgreSQL `pos`
@@ -359,31 +222,4 @@ pub async fn open(region: &RegionConfig, limits: Limits) -> Result<Arc<dyn Store
         DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(region.name.clone(), url, limits)?),
         DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(region.name.clone(), path, limits).await?),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let cursor = Cursor { updated_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(), id: VenteId::generate() };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        let id = cursor.id;
-        for bad in [
-            String::new(),
-            "abc".into(),
-            "%%%".into(),
-            "12_notauuid".into(),
-            format!("_{id}"),
-            format!("-1_{id}"),
-            format!(" 12_{id}"),
-            format!("12345678901234567_{id}"),
-            format!("12_{{{id}}}"),
-            format!("12_{}", id.0.simple()),
-            format!("12_urn:uuid:{id}"),
-        ] {
-            assert_eq!(Cursor::decode(&bad), None, "{bad}");
-        }
-    }
 }

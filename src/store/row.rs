@@ -5,11 +5,13 @@ use uuid::Uuid;
 
 use rust_decimal::Decimal;
 
-use super::{DaySales, FeedPage, FeedPosition, LocalWrite, RegionSales, StoreError, WriteOutcome};
+use super::{FeedPage, FeedPosition, StoreError};
+use crate::domain::DaySales;
+use crate::domain::RegionSales;
+use crate::domain::lww::Seen;
 use crate::domain::vente::DateVente;
-use crate::domain::{Montant, NewVente, Produit, RegionName, Vente, VenteId, Version};
-use crate::sync::clock::Hlc;
-use crate::sync::merge::{Conflict, Seen, judge};
+use crate::domain::version::Hlc;
+use crate::domain::{Montant, Produit, RegionName, Vente, VenteId, Version};
 
 /// The columns both stores share, in the same order as `COLUMNS`.
 pub(crate) struct VenteRow {
@@ -56,58 +58,6 @@ pub(crate) fn like_pattern(folded: &str) -> String {
     pattern
 }
 
-/// Rows to stamp with consecutive clock values ending at `last`: the first gets `last - n + 1`.
-pub(crate) fn first_of(last: i64, n: usize) -> i64 {
-    last - i64::try_from(n).unwrap_or(i64::MAX) + 1
-}
-
-/// A local write of `new` as sale `id`, stamped by `region` at `now` with clock value `hlc`, on
-/// top of `base` (what the region held of the row).
-pub(crate) fn local_vente(region: &RegionName, id: VenteId, new: &NewVente, now: DateTime<Utc>, hlc: i64, base: Option<&Seen>) -> Vente {
-    let version = Version { hlc: Hlc(hlc), origin: region.clone() };
-    Vente {
-        seen: Seen::after(base, &version),
-        id,
-        produit: new.produit.clone(),
-        montant: new.montant,
-        date_vente: new.date_vente,
-        region: new.region.clone(),
-        updated_at: crate::domain::vente::to_micros(now),
-        deleted: false,
-        version,
-    }
-}
-
-/// Stamps a planned local write with its version (on top of what it replaces) and time.
-pub(crate) fn stamp(planned: Vente, region: &RegionName, now: DateTime<Utc>, hlc: i64, base: Option<&Seen>) -> Vente {
-    let version = Version { hlc: Hlc(hlc), origin: region.clone() };
-    Vente { seen: Seen::after(base, &version), version, updated_at: crate::domain::vente::to_micros(now), ..planned }
-}
-
-/// Judges every incoming row against the stored one: the rows to write, and the conflicts.
-pub(crate) fn plan_apply(
-    incoming: &[Vente],
-    stored: &std::collections::HashMap<VenteId, Vente>,
-    detected_in: &RegionName,
-    now: DateTime<Utc>,
-) -> (Vec<Vente>, Vec<Conflict>) {
-    let mut writes = Vec::new();
-    let mut conflicts = Vec::new();
-    for row in incoming {
-        let current = stored.get(&row.id);
-        let verdict = judge(row, current);
-        if verdict.writes() {
-            writes.push(row.clone());
-        }
-        if let (true, Some(current)) = (verdict.conflict(), current) {
-            let (winner, loser) = if verdict.writes() { (row, current) } else { (current, row) };
-            conflicts.push(Conflict { winner: winner.clone(), loser: loser.clone(), detected_in: detected_in.clone(), detected_at: now });
-        }
-    }
-    writes.sort_by_key(|v| v.id);
-    (writes, conflicts)
-}
-
 /// A row as JSON for the conflict log (the sale's fields and its version).
 pub(crate) fn snapshot(v: &Vente) -> String {
     serde_json::json!({
@@ -145,26 +95,6 @@ pub(crate) fn from_snapshot(id: Uuid, text: &str, region: &RegionName) -> Result
     .into_vente(region)
 }
 
-/// What a local write does given the row currently stored (the same rule in both stores).
-/// `Written` carries the planned row; the caller stamps its version and time in the transaction.
-pub(crate) fn decide(write: &LocalWrite, current: Option<Vente>) -> WriteOutcome {
-    let planned = |id: VenteId, new: &NewVente| local_vente(&new.region, id, new, DateTime::<Utc>::MIN_UTC, 0, None);
-    match (write, current) {
-        (LocalWrite::Create { id, vente }, None) => WriteOutcome::Written(planned(*id, vente)),
-        (LocalWrite::Create { vente, .. }, Some(current)) if !current.deleted && current.same_content(vente) => {
-            WriteOutcome::Unchanged(current)
-        }
-        (LocalWrite::Create { .. }, Some(current)) => WriteOutcome::IdTaken(current),
-        (LocalWrite::Update { .. } | LocalWrite::Delete { .. }, None) => WriteOutcome::NotFound,
-        (LocalWrite::Update { .. } | LocalWrite::Delete { .. }, Some(current)) if current.deleted => WriteOutcome::NotFound,
-        (LocalWrite::Update { expect, .. } | LocalWrite::Delete { expect, .. }, Some(current)) if !expect.accepts(&current) => {
-            WriteOutcome::PreconditionFailed(current)
-        }
-        (LocalWrite::Update { id, vente, .. }, Some(_)) => WriteOutcome::Written(planned(*id, vente)),
-        (LocalWrite::Delete { .. }, Some(current)) => WriteOutcome::Written(Vente { deleted: true, ..current }),
-    }
-}
-
 /// One region's analytics from the rows both stores' queries return: its totals, the per-day
 /// rows of every region (only its own are kept) and its newest sales.
 pub(crate) fn region_sales(
@@ -180,27 +110,6 @@ pub(crate) fn region_sales(
         .map(|&(_, date, count, total)| DaySales { date, count: u64::try_from(count).unwrap_or(0), total })
         .collect();
     RegionSales { region: RegionName::new(region), count: u64::try_from(count).unwrap_or(0), total, per_day, recent }
-}
-
-/// Keeps, for each id, only the greatest version (a batch must name each row once).
-pub(crate) fn dedupe_by_id(rows: &[Vente]) -> std::borrow::Cow<'_, [Vente]> {
-    let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    if rows.iter().all(|v| seen.insert(v.id)) {
-        return std::borrow::Cow::Borrowed(rows);
-    }
-    let mut best: std::collections::HashMap<VenteId, &Vente> = std::collections::HashMap::with_capacity(rows.len());
-    for v in rows {
-        best.entry(v.id)
-            .and_modify(|b| {
-                if v.version > b.version {
-                    *b = v
-                }
-            })
-            .or_insert(v);
-    }
-    let mut out: Vec<Vente> = best.into_values().cloned().collect();
-    out.sort_by_key(|v| v.id);
-    std::borrow::Cow::Owned(out)
 }
 
 /// A feed page from rows that carry `pos`, `id` and `known` (a version the reader sent) besides

@@ -1,9 +1,8 @@
-//! Replication. Owns: versions and the clock (clock.rs), the LWW and conflict rule (merge.rs),
-//! one round (engine.rs), when rounds run (scheduler.rs), round reports (report.rs).
+//! Replication. Owns: one round (engine.rs), when rounds run (scheduler.rs), round reports
+//! (report.rs), comparing regions (verify.rs). Leaves: versions, the clock and the LWW rule
+//! (`domain::version`, `domain::lww`), every SQL statement (store/).
 
-pub mod clock;
 pub mod engine;
-pub mod merge;
 pub mod report;
 pub mod scheduler;
 pub mod verify;

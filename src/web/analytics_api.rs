@@ -15,8 +15,8 @@ use super::AppState;
 use super::api::VenteJson;
 use super::error::{ApiError, ErrorBody};
 use super::monitor_api::Ordered;
+use crate::domain::DaySales;
 use crate::monitor::analytics::{Analytics, CacheOutcome, RegionAnalytics};
-use crate::store::DaySales;
 
 /// An exact amount as a JSON number (`750000.50`), never through a float.
 fn exact(value: Decimal) -> Box<RawValue> {

@@ -14,11 +14,12 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{IdPath, IfMatch, JsonObject, Member, QueryOf, truncate};
 use super::{AppState, openapi};
+use crate::domain::Cursor;
+use crate::domain::ListQuery;
 use crate::domain::montant::MontantError;
 use crate::domain::vente::VenteFields;
 use crate::domain::vente::parse_iso_date;
 use crate::domain::{FieldError, Montant, NewVente, Vente, VenteId, fold};
-use crate::store::{Cursor, ListQuery};
 
 pub const MAX_LIMIT: u32 = 500;
 pub const DEFAULT_LIMIT: u32 = 50;

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
+use crate::domain::Expect;
 use crate::domain::{FieldError, VenteId};
-use crate::store::Expect;
 
 /// A JSON object body with each member kept as raw text, so numbers are never read as floats.
 pub struct JsonObject(pub BTreeMap<String, Box<RawValue>>);

@@ -23,7 +23,8 @@ use super::{AppState, method_not_allowed};
 use crate::monitor::health::{self, Status};
 use crate::monitor::stats::{HISTORY_KEPT, HistoryEntry};
 use crate::monitor::{MonitorError, RegionSnapshot, StatsSnapshot, metrics};
-use crate::store::Backend;
+
+use crate::domain::Backend;
 use crate::sync::report::RoundStatus;
 
 pub fn routes() -> Router<AppState> {

@@ -15,9 +15,9 @@ use super::AppState;
 use super::error::ErrorBody;
 use super::extract::IfMatch;
 use super::{analytics_api as a, api, monitor_api as m, sync_api};
+use crate::domain::Cursor;
 use crate::domain::vente::DateVente;
 use crate::domain::{Montant, Produit, Regions};
-use crate::store::Cursor;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::api::VenteJson;
 use super::error::{ApiError, ErrorBody};
+use crate::domain::lww::Conflict;
 use crate::store::Store;
-use crate::sync::merge::Conflict;
 use crate::sync::report::{RoundReport, RoundStatus};
 
 /// One region's part in a round.

@@ -336,7 +336,7 @@ async fn a_region_whose_clock_is_off_is_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_for(Backends::Sqlite, dir.path()).unwrap();
     // Our clock 5 s ahead: every region's database clock looks 5 s behind.
-    let ahead: dsms::sync::clock::WallClock = Arc::new(|| Utc::now() + chrono::TimeDelta::seconds(5));
+    let ahead: dsms::domain::version::WallClock = Arc::new(|| Utc::now() + chrono::TimeDelta::seconds(5));
     let app = App::build_with_clock(config, ahead).await.unwrap();
     let monitor = app.monitor();
     let stats = monitor.stats().await;

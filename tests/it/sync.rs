@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use dsms::config::{Config, DatabaseUrl};
 use dsms::domain::vente::VenteFields;
+use dsms::domain::{Expect, LocalWrite, WriteOutcome};
 use dsms::domain::{NewVente, Vente, VenteId};
-use dsms::store::{self, Batch, Expect, FeedPosition, Limits, LocalWrite, Store, WriteOutcome};
+use dsms::store::{self, Batch, FeedPosition, Limits, Store};
 use dsms::sync::engine::{Engine, EngineOptions};
 use dsms::sync::report::RoundStatus;
 use dsms::testkit::flaky::{Flaky, FlakyStore};
@@ -277,10 +278,10 @@ fn versions() -> impl Strategy<Value = Vec<(i64, usize, bool, u32)>> {
 }
 
 async fn apply_in_every_order_gives_the_greatest(store: &Arc<dyn Store>, spec: Vec<(i64, usize, bool, u32)>) {
+    use dsms::domain::lww::Seen;
     use dsms::domain::vente::DateVente;
+    use dsms::domain::version::{Hlc, Version};
     use dsms::domain::{Montant, Produit};
-    use dsms::sync::clock::{Hlc, Version};
-    use dsms::sync::merge::Seen;
     let origins = Config::with_regions(
         ["Dakar", "dakar", "Thiès", "Saint-Louis", "Ziguinchor"].into_iter().map(|n| (n, DatabaseUrl::Sqlite("x".into()))).collect(),
     )

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use dsms::domain::LocalWrite;
 use dsms::domain::VenteId;
-use dsms::store::LocalWrite;
 use dsms::sync::report::RoundReport;
 use dsms::sync::scheduler::RoundListener;
 use serde_json::{Value, json};

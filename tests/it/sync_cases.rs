@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dsms::domain::VenteId;
-use dsms::store::{Expect, LocalWrite, Store, WriteOutcome};
-use dsms::sync::clock::system_clock;
+use dsms::domain::version::system_clock;
+use dsms::domain::{Expect, LocalWrite, WriteOutcome};
+use dsms::store::Store;
 use dsms::sync::engine::{Engine, EngineOptions};
 use dsms::sync::report::RoundStatus;
 use dsms::testkit::flaky::{Flaky, FlakyStore};

@@ -15,8 +15,10 @@ use super::emit;
 use super::fixture::{Fixture, REGIONS, new_sales, open_region, percentile};
 use crate::app::App;
 use crate::config::{Config, DatabaseUrl};
+use crate::domain::LocalWrite;
 use crate::domain::VenteId;
-use crate::store::{LocalWrite, Store, WriteOutcome};
+use crate::domain::WriteOutcome;
+use crate::store::Store;
 
 /// A write not visible everywhere after this counts as lost.
 const GIVE_UP: Duration = Duration::from_secs(5);

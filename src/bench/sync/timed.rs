@@ -9,12 +9,15 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
+use crate::domain::Backend;
+use crate::domain::ListQuery;
+use crate::domain::LocalWrite;
+use crate::domain::Page;
+use crate::domain::RegionSales;
+use crate::domain::WriteOutcome;
+use crate::domain::lww::Conflict;
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
-use crate::store::{
-    Applied, Backend, Batch, BulkLoad, FeedPage, FeedPosition, ListQuery, LocalWrite, Page, RegionSales, Source, Store, StoreError,
-    WriteOutcome,
-};
-use crate::sync::merge::Conflict;
+use crate::store::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
 
 /// What one store was asked during the timed part of a benchmark.
 #[derive(Debug, Default)]

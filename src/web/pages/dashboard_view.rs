@@ -17,8 +17,9 @@ use crate::monitor::analytics::Analytics;
 use crate::monitor::health::{self, Status};
 use crate::monitor::stats::HistoryEntry;
 use crate::monitor::{RegionSnapshot, StatsSnapshot};
-use crate::store::Backend;
-use crate::sync::merge::Conflict;
+
+use crate::domain::Backend;
+use crate::domain::lww::Conflict;
 use crate::sync::report::{RoundReport, RoundStatus};
 
 /// A moment, for a `<time>` element: machine-readable and in French (UTC, said by the page).

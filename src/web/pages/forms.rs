@@ -6,9 +6,11 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::error::PageError;
+use crate::domain::Cursor;
+use crate::domain::Expect;
+use crate::domain::ListQuery;
 use crate::domain::vente::VenteFields;
 use crate::domain::{FieldError, NewVente, Regions, VenteId, fold};
-use crate::store::{Cursor, Expect, ListQuery};
 
 /// How many sales one page of the list shows.
 pub const PAGE_SIZE: u32 = 20;

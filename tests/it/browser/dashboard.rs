@@ -8,13 +8,14 @@ use std::time::Duration;
 use chrono::Utc;
 use dsms::config::DatabaseUrl;
 use dsms::domain::VenteId;
-use dsms::store::LocalWrite;
+
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
 use super::session::{Browser, run_in_browser, run_in_browser_with};
 use crate::helpers::{Backends, TestApp, config_for, day, spawn_app_in, vente_body};
 use crate::sync::new_vente;
+use dsms::domain::LocalWrite;
 
 /// Writes a sale straight into region `i`'s database: only a round brings it to the others.
 async fn write_directly(app: &TestApp, i: usize, id: VenteId, produit: &str, montant: &str) {

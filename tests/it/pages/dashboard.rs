@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::Visitor;
 use crate::helpers::{Backends, TestApp, config_for, spawn_app, spawn_app_in};
 use crate::sync::new_vente;
+use dsms::domain::LocalWrite;
 use dsms::domain::VenteId;
-use dsms::store::LocalWrite;
 
 /// The text of the element with this id (up to its first tag).
 fn text_by_id(html: &str, id: &str) -> String {

@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::clock::{Hlc, Version};
-use crate::domain::{RegionName, Vente};
+use super::version::{Hlc, Version};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{RegionName, Vente, VenteId};
 
 /// What a row version had seen when it was written: for each origin region, the greatest clock
 /// value of that region's writes to this row included in its history. A region's own writes to a
@@ -99,4 +101,49 @@ pub struct Conflict {
     /// The region whose database detected it.
     pub detected_in: RegionName,
     pub detected_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Judges every incoming row against the stored one: the rows to write, and the conflicts.
+pub fn plan_apply(
+    incoming: &[Vente],
+    stored: &std::collections::HashMap<VenteId, Vente>,
+    detected_in: &RegionName,
+    now: DateTime<Utc>,
+) -> (Vec<Vente>, Vec<Conflict>) {
+    let mut writes = Vec::new();
+    let mut conflicts = Vec::new();
+    for row in incoming {
+        let current = stored.get(&row.id);
+        let verdict = judge(row, current);
+        if verdict.writes() {
+            writes.push(row.clone());
+        }
+        if let (true, Some(current)) = (verdict.conflict(), current) {
+            let (winner, loser) = if verdict.writes() { (row, current) } else { (current, row) };
+            conflicts.push(Conflict { winner: winner.clone(), loser: loser.clone(), detected_in: detected_in.clone(), detected_at: now });
+        }
+    }
+    writes.sort_by_key(|v| v.id);
+    (writes, conflicts)
+}
+
+/// Keeps, for each id, only the greatest version (a batch must name each row once).
+pub fn dedupe_by_id(rows: &[Vente]) -> std::borrow::Cow<'_, [Vente]> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    if rows.iter().all(|v| seen.insert(v.id)) {
+        return std::borrow::Cow::Borrowed(rows);
+    }
+    let mut best: std::collections::HashMap<VenteId, &Vente> = std::collections::HashMap::with_capacity(rows.len());
+    for v in rows {
+        best.entry(v.id)
+            .and_modify(|b| {
+                if v.version > b.version {
+                    *b = v
+                }
+            })
+            .or_insert(v);
+    }
+    let mut out: Vec<Vente> = best.into_values().cloned().collect();
+    out.sort_by_key(|v| v.id);
+    std::borrow::Cow::Owned(out)
 }

@@ -1,0 +1,229 @@
+//! PostgreSQL regions. Owns all PostgreSQL SQL, split by concern: read.rs, write.rs, feed.rs,
+//! apply.rs, bulk.rs, analytics.rs; here the pool, row decoding and the `Store` impl that
+//! delegates to them. Every write transaction first advances the
+//! region's clock row, whose lock orders the region's writers, so versions are unique; each row
+//! carries the id of the transaction that wrote it (`txid`), the change feed's position.
+
+mod analytics;
+mod apply;
+mod bulk;
+mod feed;
+mod read;
+mod write;
+
+use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+
+use super::row::VenteRow;
+use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use crate::domain::lww::Conflict;
+use crate::domain::{Backend, ListQuery, LocalWrite, Montant, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
+
+pub(super) const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
+
+pub struct PgStore {
+    region: RegionName,
+    pool: PgPool,
+    limits: Limits,
+    /// Names this pool's writes in the change wake-up, so that it can ignore its own.
+    writer: String,
+    /// Whether the next apply tries `COPY` first (see `apply_in`).
+    copy_first: AtomicBool,
+}
+
+impl PgStore {
+    /// Prepares a lazy pool: nothing connects until the first call, so a region that is down at
+    /// start-up is reported by the first round instead of stopping the server.
+    pub fn open(region: RegionName, url: &str, limits: Limits) -> Result<Self, StoreError> {
+        let statement_ms = limits.statement_timeout.as_millis().to_string();
+        let writer = uuid::Uuid::new_v4().simple().to_string();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database { region: region.clone(), message: e.to_string() })?
+            .application_name("dsms")
+            .options([
+                ("statement_timeout", statement_ms.as_str()),
+                ("idle_in_transaction_session_timeout", "60000"),
+                ("dsms.writer", writer.as_str()),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
+            .acquire_timeout(limits.connect_timeout)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options);
+        Ok(Self { region, pool, limits, writer, copy_first: AtomicBool::new(false) })
+    }
+
+    /// The pool, for tests and benchmarks that inspect the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |e| StoreError::from_sqlx(&self.region, e)
+    }
+
+    /// Bounds a call on our side too: a server that stops answering (not only a slow query)
+    /// fails as unavailable instead of hanging the caller.
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.limits.bound(&self.region, work).await
+    }
+
+    fn vente(&self, row: &PgRow) -> Result<Vente, StoreError> {
+        let err = self.err();
+        let montant: Decimal = row.try_get("montant").map_err(&err)?;
+        let montant =
+            Montant::from_decimal(montant).map_err(|e| StoreError::Corrupt { region: self.region.clone(), message: e.to_string() })?;
+        VenteRow {
+            id: row.try_get("id").map_err(&err)?,
+            produit: row.try_get("produit").map_err(&err)?,
+            montant_cents: montant.cents(),
+            date_vente: row.try_get("date_vente").map_err(&err)?,
+            region: row.try_get("region").map_err(&err)?,
+            updated_at: row.try_get("updated_at").map_err(&err)?,
+            deleted: row.try_get("deleted").map_err(&err)?,
+            hlc: row.try_get("hlc").map_err(&err)?,
+            origin: row.try_get("origin").map_err(&err)?,
+            seen: row.try_get("seen").map_err(&err)?,
+        }
+        .into_vente(&self.region)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn region(&self) -> &RegionName {
+        &self.region
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            sqlx::migrate!("./migrations/postgres").run(&self.pool).await.map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sqlx(&self.region, e),
+                e => StoreError::Database { region: self.region.clone(), message: e.to_string() },
+            })?;
+            // A crash of a server that acknowledges commits before they are durable loses them,
+            // and may hand out their transaction ids again, which the change feed relies on.
+            let (fsync, commit): (String, String) =
+                sqlx::query_as("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(self.err())?;
+            if fsync != "on" || commit == "off" {
+                tracing::warn!(region = %self.region, %fsync, synchronous_commit = %commit,
+                    "PostgreSQL non durable : un crash de ce serveur peut perdre des écritures acquittées");
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async { sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(self.err()) }).await
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        PgStore::list(self, q).await
+    }
+
+    async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        PgStore::get(self, id).await
+    }
+
+    async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
+        PgStore::write(self, write, now).await
+    }
+
+    async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError> {
+        PgStore::write_many(self, rows, now).await
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
+        PgStore::apply(self, batch).await
+    }
+
+    async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
+        self.bounded(async {
+            let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT db_id FROM dsms_meta").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
+        PgStore::cursor(self, source).await
+    }
+
+    async fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+        before: Option<i64>,
+        reader: Option<uuid::Uuid>,
+    ) -> Result<FeedPage, StoreError> {
+        PgStore::changes_since(self, after, limit, before, reader).await
+    }
+
+    async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
+        PgStore::feed_len(self, after, before, cap).await
+    }
+
+    async fn wants_bulk_load(&self) -> Result<bool, StoreError> {
+        PgStore::wants_bulk_load(self).await
+    }
+
+    async fn begin_bulk_load(&self) -> Result<Option<Box<dyn super::BulkLoad + '_>>, StoreError> {
+        PgStore::begin_bulk_load(self).await
+    }
+
+    async fn feed_horizon(&self) -> Result<i64, StoreError> {
+        PgStore::feed_horizon(self).await
+    }
+
+    async fn wait_for_older_transactions(&self, horizon: i64) -> Result<(), StoreError> {
+        PgStore::wait_for_older_transactions(self, horizon).await
+    }
+
+    async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
+        PgStore::listen_for_changes(self, wake).await
+    }
+
+    async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
+        PgStore::conflicts(self, limit).await
+    }
+
+    async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
+        PgStore::scan(self, after, limit, include_deleted).await
+    }
+
+    async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("VACUUM ANALYZE vente").execute(&self.pool).await.map(drop).map_err(self.err())
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        PgStore::count_live(self).await
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        // `now()` is the transaction's start; `clock_timestamp()` is the clock at this very moment.
+        self.bounded(async {
+            let (now,): (DateTime<Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(now)
+        })
+        .await
+    }
+
+    async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError> {
+        PgStore::analytics(self, since, today, recent).await
+    }
+}

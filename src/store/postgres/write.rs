@@ -1,0 +1,120 @@
+//! PostgreSQL local writes: the clock row stamps each write (its lock orders the region's
+//! writers, so versions are unique) and one multi-row upsert stores it.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::PgStore;
+use crate::domain::lww::dedupe_by_id;
+use crate::domain::version::Hlc;
+use crate::domain::write::{decide, first_of, local_vente, stamp};
+use crate::domain::{LocalWrite, NewVente, Vente, VenteId, WriteOutcome};
+use crate::store::StoreError;
+
+impl PgStore {
+    /// Inserts or replaces rows in one statement (arrays unnested server-side). With
+    /// `only_if_newer`, a stored row is replaced only by a greater version: the LWW rule, which
+    /// must agree with `Version`'s `Ord` (origin is `COLLATE "C"`, compared bytewise as in Rust).
+    pub(super) async fn upsert(
+        conn: &mut PgConnection,
+        rows: &[Vente],
+        only_if_newer: bool,
+        via: Option<uuid::Uuid>,
+    ) -> Result<u64, sqlx::Error> {
+        let n = rows.len();
+        let (mut ids, mut produits, mut norms, mut montants) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut dates, mut regions, mut times, mut deleted) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut hlcs, mut origins, mut seens) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for v in rows {
+            ids.push(v.id.0);
+            produits.push(v.produit.as_str());
+            norms.push(v.produit.search_key());
+            montants.push(v.montant.to_decimal());
+            dates.push(v.date_vente.get());
+            regions.push(v.region.as_str());
+            times.push(v.updated_at);
+            deleted.push(v.deleted);
+            hlcs.push(v.version.hlc.0);
+            origins.push(v.version.origin.as_str());
+            seens.push(v.seen.encode());
+        }
+        let condition = if only_if_newer { "WHERE (EXCLUDED.hlc, EXCLUDED.origin) > (vente.hlc, vente.origin)" } else { "" };
+        let sql = format!(
+            "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen, via) \
+             SELECT *, $12::uuid FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::text[], \
+                                  $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[]) \
+             ON CONFLICT (id) DO UPDATE SET produit = EXCLUDED.produit, produit_norm = EXCLUDED.produit_norm, \
+               montant = EXCLUDED.montant, date_vente = EXCLUDED.date_vente, region = EXCLUDED.region, \
+               updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted, hlc = EXCLUDED.hlc, \
+               origin = EXCLUDED.origin, seen = EXCLUDED.seen, via = EXCLUDED.via, txid = pg_current_xact_id() {condition}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(&ids)
+            .bind(&produits)
+            .bind(&norms)
+            .bind(&montants)
+            .bind(&dates)
+            .bind(&regions)
+            .bind(&times)
+            .bind(&deleted)
+            .bind(&hlcs)
+            .bind(&origins)
+            .bind(&seens)
+            .bind(via)
+            .execute(&mut *conn)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Advances the clock to stamp `n` local writes at `now`, locking the clock row until commit;
+    /// returns the last value stamped.
+    pub(super) async fn stamp(conn: &mut PgConnection, now: DateTime<Utc>, n: usize) -> Result<i64, sqlx::Error> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let wall = Hlc::from_wall_ms(now.timestamp_millis()).0;
+        let (hlc,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = greatest(hlc + $1, $2 + $1 - 1) RETURNING hlc")
+            .bind(n)
+            .bind(wall)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(hlc)
+    }
+
+    pub(super) async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
+            let current = self.get_in(&mut tx, write.id()).await?;
+            let base = current.as_ref().map(|c| c.seen.clone());
+            let outcome = decide(write, current);
+            let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
+            let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
+            Self::upsert(&mut tx, std::slice::from_ref(&vente), false, None).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(WriteOutcome::Written(vente))
+        })
+        .await
+    }
+
+    pub(super) async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
+            let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
+            let stored = self.get_many(&mut tx, &ids).await?;
+            let ventes: Vec<Vente> = rows
+                .iter()
+                .zip(first_of(last, rows.len())..)
+                .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc, stored.get(id).map(|v| &v.seen)))
+                .collect();
+            Self::upsert(&mut tx, &dedupe_by_id(&ventes), false, None).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(ventes)
+        })
+        .await
+    }
+}

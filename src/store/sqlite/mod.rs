@@ -1,0 +1,192 @@
+//! SQLite regions (the embedded default). Owns all SQLite SQL, split by concern
+//! (read.rs, write.rs, feed.rs, apply.rs, analytics.rs); here the pool, row decoding and the
+//! `Store` impl that delegates to them. One writer at a time: every write
+//! transaction starts with `BEGIN IMMEDIATE`, so the clock and the feed counter advance gap-free
+//! in commit order.
+
+mod analytics;
+mod apply;
+mod feed;
+mod read;
+mod write;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+
+use super::row::VenteRow;
+use super::{Applied, Batch, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use crate::domain::lww::Conflict;
+use crate::domain::{Backend, ListQuery, LocalWrite, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
+
+pub(super) const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
+/// SQLite allows 32766 bound values per statement; 12 per row.
+pub(super) const ROWS_PER_STATEMENT: usize = 2000;
+
+pub struct SqliteStore {
+    region: RegionName,
+    pool: SqlitePool,
+    limits: Limits,
+}
+
+impl SqliteStore {
+    /// Opens the file, creating it and its folder if missing (WAL mode, busy timeout).
+    pub async fn open(region: RegionName, path: &Path, limits: Limits) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable { region: region.clone(), message: format!("{}: {e}", dir.display()) })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| StoreError::from_sqlx(&region, e))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(limits.statement_timeout)
+            .pragma("cache_size", "-32768");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(limits.connect_timeout + limits.statement_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { region, pool, limits })
+    }
+
+    fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        |e| StoreError::from_sqlx(&self.region, e)
+    }
+
+    /// Bounds a call: a locked or stalled database fails as unavailable instead of hanging.
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.limits.bound(&self.region, work).await
+    }
+
+    fn vente(&self, row: &SqliteRow) -> Result<Vente, StoreError> {
+        let err = self.err();
+        let micros: i64 = row.try_get("updated_at").map_err(&err)?;
+        VenteRow {
+            id: row.try_get("id").map_err(&err)?,
+            produit: row.try_get("produit").map_err(&err)?,
+            montant_cents: row.try_get("montant").map_err(&err)?,
+            date_vente: row.try_get("date_vente").map_err(&err)?,
+            region: row.try_get("region").map_err(&err)?,
+            updated_at: DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| StoreError::Corrupt { region: self.region.clone(), message: format!("updated_at {micros}") })?,
+            deleted: row.try_get("deleted").map_err(&err)?,
+            hlc: row.try_get("hlc").map_err(&err)?,
+            origin: row.try_get("origin").map_err(&err)?,
+            seen: row.try_get("seen").map_err(&err)?,
+        }
+        .into_vente(&self.region)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn region(&self) -> &RegionName {
+        &self.region
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&self.pool)
+                .await
+                .map_err(|e| StoreError::Database { region: self.region.clone(), message: e.to_string() })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async { sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(self.err()) }).await
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        SqliteStore::list(self, q).await
+    }
+
+    async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        SqliteStore::get(self, id).await
+    }
+
+    async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
+        SqliteStore::write(self, write, now).await
+    }
+
+    async fn write_many(&self, rows: &[(VenteId, NewVente)], now: DateTime<Utc>) -> Result<Vec<Vente>, StoreError> {
+        SqliteStore::write_many(self, rows, now).await
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
+        SqliteStore::apply(self, batch).await
+    }
+
+    async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
+        self.bounded(async {
+            let (id,): (uuid::Uuid,) =
+                sqlx::query_as("SELECT db_id FROM dsms_meta WHERE id = 1").fetch_one(&self.pool).await.map_err(self.err())?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
+        SqliteStore::cursor(self, source).await
+    }
+
+    async fn changes_since(
+        &self,
+        after: FeedPosition,
+        limit: u32,
+        before: Option<i64>,
+        reader: Option<uuid::Uuid>,
+    ) -> Result<FeedPage, StoreError> {
+        SqliteStore::changes_since(self, after, limit, before, reader).await
+    }
+
+    async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
+        SqliteStore::feed_len(self, after, before, cap).await
+    }
+
+    async fn feed_horizon(&self) -> Result<i64, StoreError> {
+        SqliteStore::feed_horizon(self).await
+    }
+
+    async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
+        SqliteStore::conflicts(self, limit).await
+    }
+
+    async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
+        SqliteStore::scan(self, after, limit, include_deleted).await
+    }
+
+    async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE").execute(&self.pool).await.map(drop).map_err(self.err())
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        SqliteStore::count_live(self).await
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.bounded(async {
+            // SQLite has no server: its `now` is this host's clock, read through the same round trip.
+            let (text,): (String,) =
+                sqlx::query_as("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").fetch_one(&self.pool).await.map_err(self.err())?;
+            chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|t| t.and_utc())
+                .map_err(|e| StoreError::Corrupt { region: self.region.clone(), message: format!("horloge « {text} » : {e}") })
+        })
+        .await
+    }
+
+    async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError> {
+        SqliteStore::analytics(self, since, today, recent).await
+    }
+}

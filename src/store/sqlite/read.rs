@@ -1,0 +1,123 @@
+//! SQLite reads: listing (keyset pages), one sale, many sales, the export scan and the conflict log.
+
+use std::collections::HashMap;
+
+use chrono::DateTime;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::SqliteStore;
+use super::{COLUMNS, ROWS_PER_STATEMENT};
+use crate::domain::lww::Conflict;
+use crate::domain::{ListQuery, Page, RegionName, Vente, VenteId};
+use crate::store::StoreError;
+use crate::store::row::{from_snapshot, like_pattern};
+
+impl SqliteStore {
+    /// The stored rows among `ids`, by id.
+    pub(super) async fn get_many(&self, conn: &mut sqlx::SqliteConnection, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE id IN ("));
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.0);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut *conn).await.map_err(self.err())? {
+                let vente = self.vente(&row)?;
+                found.insert(vente.id, vente);
+            }
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn get_in(&self, conn: &mut sqlx::SqliteConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        row.map(|r| self.vente(&r)).transpose()
+    }
+
+    pub(super) async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
+        self.bounded(async {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE deleted = 0"));
+            if let Some(region) = &q.region {
+                query.push(" AND region = ").push_bind(region.as_str());
+            }
+            if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+                query.push(" AND produit_norm LIKE ").push_bind(like_pattern(text)).push(" ESCAPE '\\'");
+            }
+            if let Some(from) = q.from {
+                query.push(" AND date_vente >= ").push_bind(from);
+            }
+            if let Some(to) = q.to {
+                query.push(" AND date_vente <= ").push_bind(to);
+            }
+            if let Some(after) = &q.after {
+                query
+                    .push(" AND (updated_at, id) < (")
+                    .push_bind(after.updated_at.timestamp_micros())
+                    .push(", ")
+                    .push_bind(after.id.0)
+                    .push(")");
+            }
+            query.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
+            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+            let mut items = rows.iter().map(|r| self.vente(r)).collect::<Result<Vec<_>, _>>()?;
+            let more = items.len() > q.limit as usize;
+            items.truncate(q.limit as usize);
+            let next = if more { items.last().map(crate::domain::Cursor::of) } else { None };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    pub(super) async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await.map_err(self.err())?;
+            self.get_in(&mut conn, id).await
+        })
+        .await
+    }
+
+    pub(super) async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(uuid::Uuid, String, String, String, i64)> = sqlx::query_as(
+                "SELECT vente_id, loser, winner, detected_in, detected_at FROM dsms_conflict ORDER BY detected_at DESC LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err())?;
+            rows.into_iter()
+                .map(|(id, loser, winner, detected_in, at)| {
+                    Ok(Conflict {
+                        loser: from_snapshot(id, &loser, &self.region)?,
+                        winner: from_snapshot(id, &winner, &self.region)?,
+                        detected_in: RegionName::new(&detected_in),
+                        detected_at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub(super) async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
+        self.bounded(async {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE true"));
+            if !include_deleted {
+                query.push(" AND deleted = 0");
+            }
+            if let Some(after) = after {
+                query.push(" AND id > ").push_bind(after.0);
+            }
+            query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+            rows.iter().map(|r| self.vente(r)).collect()
+        })
+        .await
+    }
+}
