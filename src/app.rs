@@ -85,8 +85,10 @@ impl App {
     /// As `build`, with an injected wall clock (tests skew it).
     pub async fn build_with_clock(config: Config, clock: WallClock) -> Result<Self, AppError> {
         // Protected mode: with no user, only this machine may connect unless anonymity is chosen.
-        let auth = Arc::new(Auth::open(&config.data_dir, config.auth).await?);
-        if !config.listen.ip().is_loopback() && !config.allow_anonymous && !auth.enabled().await? {
+        let anonymous_without_users = config.listen.ip().is_loopback() || config.allow_anonymous;
+        let auth_config = crate::auth::AuthConfig { anonymous_without_users, ..config.auth };
+        let auth = Arc::new(Auth::open(&config.data_dir, auth_config).await?);
+        if !anonymous_without_users && !auth.any_user().await? {
             return Err(AppError::Unprotected(config.listen));
         }
         // Every region behind its drill gate: whoever uses a store sees a drilled region as down.

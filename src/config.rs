@@ -330,6 +330,8 @@ impl RawConfig {
                 n => n,
             },
             login_window: positive("login_window", &self.login_window)?,
+            // Decided by `App` from `listen` and `allow_anonymous`.
+            anonymous_without_users: true,
         };
         let allowed_hosts = match self.allowed_hosts {
             None => None,

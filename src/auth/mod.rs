@@ -115,6 +115,10 @@ pub struct AuthConfig {
     /// Failures (per user name, per address) within `login_window` before refusing with 429.
     pub login_max_failures: u32,
     pub login_window: Duration,
+    /// Whether, with no user, anyone may do everything. `App` sets it from `listen` and
+    /// `allow_anonymous`: false when the last user is removed while serving on the network, so
+    /// the server then refuses everyone rather than opening up.
+    pub anonymous_without_users: bool,
 }
 
 impl Default for AuthConfig {
@@ -124,6 +128,7 @@ impl Default for AuthConfig {
             session_lifetime: Duration::from_secs(12 * 3600),
             login_max_failures: 5,
             login_window: Duration::from_secs(60),
+            anonymous_without_users: true,
         }
     }
 }
@@ -178,7 +183,13 @@ pub struct Auth {
     verified: moka::future::Cache<[u8; 32], ()>,
     /// Verified against for unknown names, so that both answers take as long.
     dummy: tokio::sync::OnceCell<String>,
+    /// Whether users exist, as read lately (asked on every request; another process, `dsms user`,
+    /// may add or remove users, so it is read again after `USERS_TTL`).
+    users_seen: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
+
+/// How long `Auth` trusts its last look at whether users exist.
+const USERS_TTL: Duration = Duration::from_secs(1);
 
 impl Auth {
     pub async fn open(data_dir: &Path, config: AuthConfig) -> Result<Self, AuthError> {
@@ -191,6 +202,7 @@ impl Auth {
             throttle: Throttle::new(config.login_max_failures, config.login_window),
             verified,
             dummy: tokio::sync::OnceCell::new(),
+            users_seen: std::sync::Mutex::new(None),
         })
     }
 
@@ -198,9 +210,32 @@ impl Auth {
         &self.config
     }
 
-    /// True when authentication is on: at least one user exists.
+    /// True when authentication is on: at least one user exists (or anonymous access is not
+    /// allowed here, see `AuthConfig::anonymous_without_users`).
     pub async fn enabled(&self) -> Result<bool, AuthError> {
-        Ok(self.db.any_user().await?)
+        Ok(!self.config.anonymous_without_users || self.any_user().await?)
+    }
+
+    /// True when at least one user exists.
+    pub async fn any_user(&self) -> Result<bool, AuthError> {
+        if let Ok(seen) = self.users_seen.lock() {
+            if let Some((at, any)) = *seen {
+                if at.elapsed() < USERS_TTL {
+                    return Ok(any);
+                }
+            }
+        }
+        let any = self.db.any_user().await?;
+        if let Ok(mut seen) = self.users_seen.lock() {
+            *seen = Some((std::time::Instant::now(), any));
+        }
+        Ok(any)
+    }
+
+    fn forget_users_seen(&self) {
+        if let Ok(mut seen) = self.users_seen.lock() {
+            *seen = None;
+        }
     }
 
     // ---- administration (the `dsms user` commands) ----
@@ -215,6 +250,7 @@ impl Auth {
         if !self.db.insert_user(name, role.as_str(), &hash, now_micros()).await? {
             return Err(AuthError::Exists(name.to_owned()));
         }
+        self.forget_users_seen();
         Ok(())
     }
 
@@ -226,7 +262,9 @@ impl Auth {
     }
 
     pub async fn remove_user(&self, name: &str) -> Result<(), AuthError> {
-        if self.db.delete_user(name).await? { Ok(()) } else { Err(AuthError::Unknown(name.to_owned())) }
+        let removed = self.db.delete_user(name).await?;
+        self.forget_users_seen();
+        if removed { Ok(()) } else { Err(AuthError::Unknown(name.to_owned())) }
     }
 
     pub async fn users(&self) -> Result<Vec<UserInfo>, AuthError> {
@@ -363,6 +401,22 @@ mod tests {
         assert!(check_name("awa.diop@dakar").is_ok());
         assert!(check_name("awa:diop").is_err());
         assert!(check_name("").is_err());
+    }
+
+    #[tokio::test]
+    async fn authentication_is_on_once_a_user_exists_and_off_when_the_last_one_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::open(dir.path(), AuthConfig::default()).await.unwrap();
+        assert!(!auth.enabled().await.unwrap());
+        auth.add_user("awa", Role::Lecteur, "un mot de passe long").await.unwrap();
+        assert!(auth.enabled().await.unwrap());
+        let token = auth.new_token("AWA").await.unwrap();
+        assert_eq!(auth.check_token(&token).await.unwrap(), Some(Principal { name: "awa".into(), role: Role::Lecteur }));
+        auth.remove_user("awa").await.unwrap();
+        assert!(!auth.enabled().await.unwrap());
+        assert_eq!(auth.check_token(&token).await.unwrap(), None, "tokens go with their user");
+        let guarded = Auth::open(dir.path(), AuthConfig { anonymous_without_users: false, ..AuthConfig::default() }).await.unwrap();
+        assert!(guarded.enabled().await.unwrap(), "serving on the network without users: nobody gets in");
     }
 
     #[test]

@@ -486,3 +486,25 @@ async fn half_sent_requests_neither_block_others_nor_stay_open_past_the_header_t
     .await;
     assert!(closed.iter().all(|c| *c), "{} of 300 still open", closed.iter().filter(|c| !**c).count());
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(Backends::Sqlite, dir.path()).unwrap();
+    config.edge.idle_timeout = Duration::from_secs(1);
+    config.edge.header_read_timeout = Duration::from_secs(30);
+    let app = spawn_app_in(config, dir).await;
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.ends_with(b"ok") {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    // Kept alive, then closed for idleness (long before the 30 s header timeout).
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+}
