@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Auth, AuthError};
 use crate::config::{Config, EdgeConfig};
 use crate::domain::version::{WallClock, system_clock};
+use crate::monitor::health::Thresholds;
 use crate::monitor::{Monitor, MonitorConfig, MonitorError, drill};
 use crate::store::{self, Limits, Store, StoreError};
 use crate::sync::engine::{Engine, EngineOptions};
@@ -49,12 +50,26 @@ pub struct App {
     pending_migrations: Vec<Arc<dyn Store>>,
 }
 
+/// What the monitor needs of the configuration.
+pub fn monitor_config(config: &Config) -> MonitorConfig {
+    MonitorConfig {
+        data_dir: config.data_dir.clone(),
+        probe_interval: config.probe_interval,
+        thresholds: Thresholds { max_clock_skew: config.max_clock_skew, ..Thresholds::default() },
+    }
+}
+
 /// Opens every region; SQLite files are created on the way.
 pub async fn open_stores(config: &Config) -> Result<Vec<Arc<dyn Store>>, StoreError> {
+    open_stores_with_clock(config, system_clock()).await
+}
+
+/// As `open_stores`, the stores reading wall time from `clock`.
+pub async fn open_stores_with_clock(config: &Config, clock: WallClock) -> Result<Vec<Arc<dyn Store>>, StoreError> {
     let limits = Limits { connect_timeout: config.connect_timeout, statement_timeout: config.statement_timeout };
     let mut stores = Vec::with_capacity(config.regions.len());
     for region in &config.regions {
-        stores.push(store::open(region, limits).await?);
+        stores.push(store::open_with_clock(region, limits, clock.clone()).await?);
     }
     Ok(stores)
 }
@@ -92,16 +107,16 @@ impl App {
             return Err(AppError::Unprotected(config.listen));
         }
         // Every region behind its drill gate: whoever uses a store sees a drilled region as down.
-        let gates = drill::gate_all(open_stores(&config).await?);
+        let gates = drill::gate_all(open_stores_with_clock(&config, clock.clone()).await?);
         let stores = drill::as_stores(&gates);
         let pending_migrations = migrate_all(&stores).await?;
-        let monitor = Monitor::open(MonitorConfig::from_config(&config), gates, clock.clone()).await?;
+        let monitor = Monitor::open(monitor_config(&config), gates, clock.clone()).await?;
         for store in stores.iter().filter(|s| !pending_migrations.iter().any(|p| p.region() == s.region())) {
             monitor.mark_migrated(store.region());
         }
         monitor.probe_all().await;
         // Rounds go through the same drill gates as everything else.
-        let engine = Engine::new(stores.clone(), EngineOptions::default());
+        let engine = Engine::new(stores.clone(), EngineOptions::default()).with_clock(clock.clone());
         let scheduler = Arc::new(Scheduler::new(engine, config.sync_interval, config.sync_on_write));
         scheduler.add_listener(monitor.clone());
         let ventes = Arc::new(Ventes::new(stores, clock).with_listener(monitor.clone()).with_listener(scheduler.clone()));

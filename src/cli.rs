@@ -136,14 +136,14 @@ async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn sync(config: &Config) -> anyhow::Result<ExitCode> {
-    use crate::monitor::{Monitor, MonitorConfig, drill};
+    use crate::monitor::{Monitor, drill};
     use crate::sync::engine::{Engine, EngineOptions};
     let gates = drill::gate_all(app::open_stores(config).await?);
     let stores = drill::as_stores(&gates);
     app::migrate_all(&stores).await?;
     let report = Engine::new(stores, EngineOptions::default()).round().await;
     // The round counts in the statistics the server shows (same state database).
-    let monitor = Monitor::open(MonitorConfig::from_config(config), gates, crate::domain::version::system_clock()).await?;
+    let monitor = Monitor::open(app::monitor_config(config), gates, crate::domain::version::system_clock()).await?;
     monitor.record_round(&report);
     monitor.flush().await;
     let status = match report.status {

@@ -1,7 +1,6 @@
 //! Configuration: defaults < file (`--config`, `$DSMS_CONFIG`, `./dsms.toml`) < `DSMS_*` variables,
 //! validated once into typed values. Owns: every knob and its default. Leaves: using them (app.rs).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +10,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{RegionName, Regions};
+
+pub use crate::store::url::{DatabaseUrl, RegionConfig};
+pub use crate::web::server::EdgeConfig;
 
 /// The validated configuration.
 #[derive(Clone, Debug)]
@@ -36,90 +38,6 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// What every listener enforces before a request reaches the router.
     pub edge: EdgeConfig,
-}
-
-/// The hardened edge: Host allowlist, timeouts of slow or idle clients, connection cap.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EdgeConfig {
-    /// Host names (or IP addresses) requests may name in `Host`; `None`: the default (the listen
-    /// address, `localhost`, and the loopback addresses when listening on one). `"*"` accepts any.
-    pub allowed_hosts: Option<Vec<String>>,
-    /// A client must send a request's headers within this (also bounds waiting between requests).
-    pub header_read_timeout: Duration,
-    /// A connection on which no byte moves for this long, with no request in progress, is closed.
-    pub idle_timeout: Duration,
-    /// Connections served at once; more wait to be accepted.
-    pub max_connections: usize,
-}
-
-/// One region: its name and where its database lives.
-#[derive(Clone)]
-pub struct RegionConfig {
-    pub name: RegionName,
-    pub url: DatabaseUrl,
-}
-
-impl fmt::Debug for RegionConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegionConfig").field("name", &self.name).field("url", &self.url.redacted()).finish()
-    }
-}
-
-/// A region database: PostgreSQL or an SQLite file.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    Postgres(String),
-    Sqlite(PathBuf),
-}
-
-impl DatabaseUrl {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(path) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
-            let path = path.split('?').next().unwrap_or(path);
-            if path.is_empty() {
-                return Err("chemin SQLite vide (ex. sqlite://dsms-data/dakar.db)".into());
-            }
-            return Ok(Self::Sqlite(PathBuf::from(path)));
-        }
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return url::Url::parse(text).map(|_| Self::Postgres(text.to_owned())).map_err(|e| format!("URL PostgreSQL invalide : {e}"));
-        }
-        Err("l'URL doit commencer par postgres:// ou sqlite://".into())
-    }
-
-    /// The URL with any password replaced by `***`, safe for logs and errors.
-    pub fn redacted(&self) -> String {
-        match self {
-            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
-            Self::Postgres(text) => match url::Url::parse(text) {
-                Ok(mut url) => {
-                    if url.password().is_some() {
-                        let _ = url.set_password(Some("***"));
-                    }
-                    // libpq-style parameters may carry the password too (`?password=…`).
-                    if url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
-                        let pairs: Vec<(String, String)> = url
-                            .query_pairs()
-                            .map(|(k, v)| {
-                                let v = if k.eq_ignore_ascii_case("password") { "***".to_owned() } else { v.into_owned() };
-                                (k.into_owned(), v)
-                            })
-                            .collect();
-                        url.query_pairs_mut().clear().extend_pairs(pairs);
-                    }
-                    url.to_string()
-                }
-                // Unreadable: show only the scheme, the rest may hold a secret.
-                Err(_) => "postgres://***".to_owned(),
-            },
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
 }
 
 /// A configuration error: which key, and what is wrong with it.

@@ -7,13 +7,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::domain::Expect;
-use crate::domain::ListQuery;
-use crate::domain::LocalWrite;
-use crate::domain::Page;
-use crate::domain::WriteOutcome;
+use crate::domain::lww::Conflict;
 use crate::domain::version::WallClock;
-use crate::domain::{NewVente, RegionName, Regions, Vente, VenteId};
+use crate::domain::{Expect, ListQuery, LocalWrite, NewVente, Page, RegionName, Regions, Vente, VenteId, WriteOutcome};
 use crate::store::guard::{Breaker, Guarded};
 use crate::store::{Batch, Store, StoreError};
 
@@ -99,6 +95,21 @@ impl Ventes {
     }
 
     /// Live sales from the first region that answers.
+    /// The newest conflicts logged in any region, each once (every region that met it logged
+    /// it), newest first, at most `limit`; `None` when no region answered.
+    pub async fn conflicts(&self, limit: u32) -> Option<Vec<Conflict>> {
+        let answers = join_all(self.stores.iter().map(|s| s.conflicts(limit))).await;
+        if answers.iter().all(Result::is_err) {
+            return None;
+        }
+        let mut all: Vec<Conflict> = answers.into_iter().filter_map(Result::ok).flatten().collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.detected_at));
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|c| seen.insert((c.loser.id, c.loser.version.clone())));
+        all.truncate(limit as usize);
+        Some(all)
+    }
+
     pub async fn list(&self, query: &ListQuery) -> Result<Page, VenteError> {
         let mut failures = Vec::new();
         for store in &self.stores {

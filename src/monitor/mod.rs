@@ -25,7 +25,6 @@ use futures::future::join_all;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::domain::Backend;
 use crate::domain::version::WallClock;
 use crate::domain::{RegionName, Regions, Vente};
@@ -49,16 +48,6 @@ pub struct MonitorConfig {
     /// `None`: no periodic probes (one still runs at start-up and after each drill toggle).
     pub probe_interval: Option<Duration>,
     pub thresholds: Thresholds,
-}
-
-impl MonitorConfig {
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            data_dir: config.data_dir.clone(),
-            probe_interval: config.probe_interval,
-            thresholds: Thresholds { max_clock_skew: config.max_clock_skew, ..Thresholds::default() },
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

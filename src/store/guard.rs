@@ -138,8 +138,15 @@ impl<G: Guard> Store for Guarded<G> {
 /// do not go through it: they always try for real.
 pub struct Breaker {
     pause: Duration,
-    /// Milliseconds since the epoch of the last failure; 0: none.
+    /// `monotonic_ms()` at the last failure; 0: none.
     tripped_at: AtomicI64,
+}
+
+/// Milliseconds on a monotonic clock (from the first call, plus one: never 0), so a pause is
+/// measured by elapsed time whatever the wall clock does.
+fn monotonic_ms() -> i64 {
+    static START: std::sync::LazyLock<std::time::Instant> = std::sync::LazyLock::new(std::time::Instant::now);
+    i64::try_from(START.elapsed().as_millis()).unwrap_or(i64::MAX - 1) + 1
 }
 
 impl Breaker {
@@ -152,7 +159,7 @@ impl Guard for Breaker {
     fn admit(&self, region: &RegionName) -> Result<(), StoreError> {
         let tripped = self.tripped_at.load(Ordering::Relaxed);
         let pause = i64::try_from(self.pause.as_millis()).unwrap_or(i64::MAX);
-        if tripped > 0 && Utc::now().timestamp_millis() - tripped < pause {
+        if tripped > 0 && monotonic_ms() - tripped < pause {
             return Err(StoreError::Unavailable {
                 region: region.clone(),
                 message: "injoignable à l'instant (nouvel essai sous peu)".into(),
@@ -162,7 +169,7 @@ impl Guard for Breaker {
     }
 
     fn observe(&self, unavailable: bool) {
-        self.tripped_at.store(if unavailable { Utc::now().timestamp_millis() } else { 0 }, Ordering::Relaxed);
+        self.tripped_at.store(if unavailable { monotonic_ms() } else { 0 }, Ordering::Relaxed);
     }
 }
 

@@ -2,18 +2,22 @@
 //! Owns: the storage interface, its query/page/cursor types and its errors. All SQL lives in
 //! `postgres.rs` and `sqlite.rs`; rules (validation, LWW) live in `domain/` and `sync/`.
 
+mod apply;
 pub mod guard;
 pub mod postgres;
 mod row;
 pub mod sqlite;
+pub mod url;
 pub mod users;
+
+pub use url::{DatabaseUrl, RegionConfig};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{DatabaseUrl, RegionConfig};
+use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
 
 /// Timeouts every region call is bounded by.
@@ -218,8 +222,13 @@ pub struct Applied {
 /// Opens (and creates, for SQLite) a region's database. Connection is lazy: a region that is down
 /// at start-up does not stop the others.
 pub async fn open(region: &RegionConfig, limits: Limits) -> Result<Arc<dyn Store>, StoreError> {
+    open_with_clock(region, limits, system_clock()).await
+}
+
+/// As `open`, reading wall time from `clock` (tests skew it).
+pub async fn open_with_clock(region: &RegionConfig, limits: Limits, clock: WallClock) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &region.url {
-        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(region.name.clone(), url, limits)?),
-        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(region.name.clone(), path, limits).await?),
+        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(region.name.clone(), url, limits)?.with_clock(clock)),
+        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(region.name.clone(), path, limits).await?.with_clock(clock)),
     })
 }

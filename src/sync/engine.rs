@@ -11,6 +11,7 @@ use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
+use crate::domain::version::{WallClock, system_clock};
 use crate::store::{Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
 
 /// How long a round waits, at most, for transactions already running to end before reading feeds.
@@ -43,6 +44,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     stores: Vec<Arc<dyn Store>>,
     options: EngineOptions,
+    /// Wall time: when a round started (durations use the monotonic clock).
+    clock: WallClock,
 }
 
 /// A region reached at the start of a round.
@@ -55,7 +58,12 @@ struct Reached {
 
 impl Engine {
     pub fn new(stores: Vec<Arc<dyn Store>>, options: EngineOptions) -> Self {
-        Self { stores, options }
+        Self { stores, options, clock: system_clock() }
+    }
+
+    /// Reads wall time from `clock` instead of the system clock.
+    pub fn with_clock(self, clock: WallClock) -> Self {
+        Self { clock, ..self }
     }
 
     pub fn stores(&self) -> &[Arc<dyn Store>] {
@@ -65,7 +73,7 @@ impl Engine {
     /// Runs one round. Never fails as a whole: unreachable regions are reported and skipped, and
     /// the others sync among themselves.
     pub async fn round(&self) -> RoundReport {
-        let started_at = chrono::Utc::now();
+        let started_at = (self.clock)();
         let clock = Instant::now();
         let deadline = clock + self.options.round_deadline;
 

@@ -12,19 +12,18 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IdPath, IfMatch, JsonObject, Member, QueryOf, truncate};
+use super::extract::{AppJson, IdPath, IfMatch, Member, QueryOf, Unknown, truncate, unknown_fields};
+use super::list_query::{DateForm, ListText, ReadList, read_limit};
 use super::{AppState, openapi};
-use crate::domain::Cursor;
 use crate::domain::ListQuery;
 use crate::domain::montant::MontantError;
 use crate::domain::vente::VenteFields;
-use crate::domain::vente::parse_iso_date;
-use crate::domain::{FieldError, Montant, NewVente, Vente, VenteId, fold};
+use crate::domain::{FieldError, Montant, NewVente, Vente, VenteId};
 
 pub const MAX_LIMIT: u32 = 500;
 pub const DEFAULT_LIMIT: u32 = 50;
 /// Longest `q` accepted, in characters.
-pub const MAX_Q_CHARS: usize = 200;
+pub use super::list_query::MAX_Q_CHARS;
 
 /// A sale as the API shows it (the guide's Spring entity, camelCase).
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,28 +57,40 @@ impl From<&Vente> for VenteJson {
     }
 }
 
-/// A sale to create or replace. Unknown fields are refused.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A sale to create or replace, as sent. Each member keeps its JSON type until `read`, so every
+/// field's error is reported at once, in French; unknown members are refused, each named.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "documents the body; the handlers read it member by member (exact amounts)")]
 pub struct VenteInput {
     /// Optional on create: makes the request idempotent. On replace, must equal the path id (else 409).
-    pub id: Option<Uuid>,
-    #[schema(schema_with = openapi::produit_schema)]
-    pub produit: String,
-    #[schema(schema_with = openapi::montant_input_schema)]
-    pub montant: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>)]
+    pub id: Member,
+    #[serde(default)]
+    #[schema(required = true, schema_with = openapi::produit_schema)]
+    pub produit: Member,
+    #[serde(default)]
+    #[schema(required = true, schema_with = openapi::montant_input_schema)]
+    pub montant: Member,
     /// Calendar date of the sale, from 1900-01-01 to tomorrow (UTC).
-    pub date_vente: NaiveDate,
+    #[serde(default)]
+    #[schema(required = true, value_type = NaiveDate)]
+    pub date_vente: Member,
     /// A configured region. Names are also matched ignoring case, accents and punctuation (`saint louis`).
-    #[schema(example = "Dakar")]
-    pub region: String,
+    #[serde(default)]
+    #[schema(required = true, value_type = String, example = "Dakar")]
+    pub region: Member,
     /// Ignored (set by the server); accepted so that a sale read from the API can be sent back.
-    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub updated_at: Member,
     /// Only `false` (or absent): to delete a sale, use `DELETE`.
+    #[serde(default)]
     #[schema(schema_with = openapi::not_deleted_schema)]
-    pub deleted: Option<bool>,
+    pub deleted: Member,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
 }
 
 /// One page of sales.
@@ -144,104 +155,90 @@ fn with_etag(vente: &Vente, status: StatusCode, location: bool) -> Response {
 
 impl ListParams {
     fn into_query(self, state: &AppState) -> Result<ListQuery, ApiError> {
-        let mut errors = Vec::new();
-        let limit = match self.limit.as_deref() {
-            None | Some("") => DEFAULT_LIMIT,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) && !text.starts_with('+') => n,
-                _ => {
-                    errors.push(FieldError::new("limit", format!("doit être un entier de 1 à {MAX_LIMIT}")));
-                    DEFAULT_LIMIT
-                }
-            },
+        let limit = read_limit(self.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT);
+        let text = ListText {
+            region: self.region.as_deref(),
+            q: self.q.as_deref(),
+            from: self.from.as_deref(),
+            to: self.to.as_deref(),
+            cursor: self.cursor.as_deref(),
         };
-        let after = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
-            None => None,
-            Some(text) => Some(Cursor::decode(text).ok_or_else(|| ApiError::Malformed("curseur de pagination invalide".into()))?),
-        };
-        let region = self.region.as_deref().filter(|r| !r.is_empty()).and_then(|text| {
-            let found = state.ventes.regions().resolve(text).cloned();
-            if found.is_none() {
-                errors.push(FieldError::new(
-                    "region",
-                    format!("région inconnue ; régions possibles : {}", state.ventes.regions().describe()),
-                ));
-            }
-            found
-        });
-        let mut date = |name: &str, value: Option<String>| {
-            let text = value.filter(|t| !t.is_empty())?;
-            let date = parse_iso_date(&text);
-            if date.is_none() {
-                errors.push(FieldError::new(name, "date au format AAAA-MM-JJ attendue"));
-            }
-            date
-        };
-        let (from, to) = (date("from", self.from), date("to", self.to));
-        if self.q.as_ref().is_some_and(|t| t.chars().count() > MAX_Q_CHARS) {
-            errors.push(FieldError::new("q", format!("{MAX_Q_CHARS} caractères au plus")));
+        let ReadList { mut query, mut errors, bad_cursor } = text.read(DEFAULT_LIMIT, state.ventes.regions(), DateForm::Iso);
+        if bad_cursor {
+            return Err(ApiError::Malformed("curseur de pagination invalide".into()));
         }
-        let q = self.q.map(|t| fold(t.trim())).filter(|t| !t.is_empty());
+        match limit {
+            Ok(limit) => query.limit = limit,
+            Err(error) => errors.insert(0, error),
+        }
         if !errors.is_empty() {
             return Err(ApiError::Invalid(errors));
         }
-        Ok(ListQuery { region, q, from, to, limit, after })
+        Ok(query)
     }
 }
 
-/// Reads a sale body: the four fields (and an optional `id`), every error named, type errors first.
-fn read_vente(state: &AppState, body: &JsonObject) -> Result<(Option<VenteId>, NewVente), ApiError> {
-    let mut errors = body.unknown_fields(&["id", "produit", "montant", "dateVente", "region", "updatedAt", "deleted"]);
-    let mut texts: [Option<String>; 4] = Default::default();
-    for (slot, name) in texts.iter_mut().zip(["produit", "montant", "dateVente", "region"]) {
-        match body.member(name) {
-            Member::Absent | Member::Null => {}
+impl VenteInput {
+    /// The sale asked for (and its optional `id`), or every field's error, type errors first.
+    fn read(self, state: &AppState) -> Result<(Option<VenteId>, NewVente), ApiError> {
+        let mut errors = unknown_fields(&self.unknown);
+        let mut text = |name: &str, member: Member| match member {
+            Member::Absent | Member::Null => None,
             Member::Text(text) => {
                 // A valid amount written another way (" 1500", "1.5e3") is refused as text.
                 if name == "montant" && Montant::parse_plain(&text) == Err(MontantError::NotPlain) {
                     errors.push(FieldError::new(name, MontantError::NotPlain.to_string()));
                 }
-                *slot = Some(text);
+                Some(text)
             }
-            Member::Number(text) if name == "montant" => *slot = Some(text.to_owned()),
-            Member::Other if name == "montant" => errors.push(FieldError::new(name, "doit être un nombre ou une chaîne décimale")),
-            Member::Number(_) | Member::Other => errors.push(FieldError::new(name, "doit être une chaîne de caractères")),
+            Member::Number(text) if name == "montant" => Some(text),
+            Member::Bool(_) | Member::Other if name == "montant" => {
+                errors.push(FieldError::new(name, "doit être un nombre ou une chaîne décimale"));
+                None
+            }
+            Member::Number(_) | Member::Bool(_) | Member::Other => {
+                errors.push(FieldError::new(name, "doit être une chaîne de caractères"));
+                None
+            }
+        };
+        let produit = text("produit", self.produit);
+        let montant = text("montant", self.montant);
+        let date_vente = text("dateVente", self.date_vente);
+        let region = text("region", self.region);
+        let id = match self.id {
+            Member::Absent | Member::Null => None,
+            Member::Text(text) => VenteId::parse_hyphenated(&text).or_else(|| {
+                errors.push(FieldError::new("id", format!("« {} » n'est pas un UUID", truncate(&text, 64))));
+                None
+            }),
+            _ => {
+                errors.push(FieldError::new("id", "doit être un UUID en chaîne"));
+                None
+            }
+        };
+        match self.updated_at {
+            Member::Absent | Member::Null => {}
+            Member::Text(text) if DateTime::parse_from_rfc3339(&text).is_ok() => {}
+            _ => errors.push(FieldError::new("updatedAt", "date-heure RFC 3339 attendue (ce champ est ignoré)")),
         }
-    }
-    let id = match body.member("id") {
-        Member::Absent | Member::Null => None,
-        Member::Text(text) => VenteId::parse_hyphenated(&text).or_else(|| {
-            errors.push(FieldError::new("id", format!("« {} » n'est pas un UUID", truncate(&text, 64))));
-            None
-        }),
-        _ => {
-            errors.push(FieldError::new("id", "doit être un UUID en chaîne"));
-            None
+        match self.deleted {
+            Member::Absent | Member::Null | Member::Bool(false) => {}
+            Member::Bool(true) => errors.push(FieldError::new("deleted", "pour supprimer une vente, utilisez DELETE")),
+            _ => errors.push(FieldError::new("deleted", "doit valoir false")),
         }
-    };
-    match body.member("updatedAt") {
-        Member::Absent | Member::Null => {}
-        Member::Text(text) if DateTime::parse_from_rfc3339(&text).is_ok() => {}
-        _ => errors.push(FieldError::new("updatedAt", "date-heure RFC 3339 attendue (ce champ est ignoré)")),
-    }
-    match body.0.get("deleted").map(|raw| raw.get().trim()) {
-        None | Some("null" | "false") => {}
-        Some("true") => errors.push(FieldError::new("deleted", "pour supprimer une vente, utilisez DELETE")),
-        Some(_) => errors.push(FieldError::new("deleted", "doit valoir false")),
-    }
-    let [produit, montant, date_vente, region] = &texts;
-    let fields = VenteFields {
-        produit: produit.as_deref(),
-        montant: montant.as_deref(),
-        date_vente: date_vente.as_deref(),
-        region: region.as_deref(),
-    };
-    match NewVente::parse(&fields, state.ventes.regions(), state.ventes.today()) {
-        Ok(vente) if errors.is_empty() => Ok((id, vente)),
-        Ok(_) => Err(ApiError::Invalid(one_per_field(errors))),
-        Err(found) => {
-            errors.extend(found);
-            Err(ApiError::Invalid(one_per_field(errors)))
+        let fields = VenteFields {
+            produit: produit.as_deref(),
+            montant: montant.as_deref(),
+            date_vente: date_vente.as_deref(),
+            region: region.as_deref(),
+        };
+        match NewVente::parse(&fields, state.ventes.regions(), state.ventes.today()) {
+            Ok(vente) if errors.is_empty() => Ok((id, vente)),
+            Ok(_) => Err(ApiError::Invalid(one_per_field(errors))),
+            Err(found) => {
+                errors.extend(found);
+                Err(ApiError::Invalid(one_per_field(errors)))
+            }
         }
     }
 }
@@ -279,8 +276,8 @@ pub async fn list(State(state): State<AppState>, QueryOf(params): QueryOf<ListPa
         (status = 422, description = "Champ invalide", body = ErrorBody),
         (status = 503, description = "Aucune région joignable", body = ErrorBody),
     ))]
-pub async fn create(State(state): State<AppState>, body: JsonObject) -> Result<Response, ApiError> {
-    let (id, vente) = read_vente(&state, &body)?;
+pub async fn create(State(state): State<AppState>, AppJson(body): AppJson<VenteInput>) -> Result<Response, ApiError> {
+    let (id, vente) = body.read(&state)?;
     let created = state.ventes.create(id, vente).await?;
     Ok(with_etag(&created.vente, StatusCode::CREATED, true))
 }
@@ -317,9 +314,9 @@ pub async fn update(
     State(state): State<AppState>,
     IdPath(id): IdPath,
     IfMatch(expect): IfMatch,
-    body: JsonObject,
+    AppJson(body): AppJson<VenteInput>,
 ) -> Result<Response, ApiError> {
-    let (body_id, vente) = read_vente(&state, &body)?;
+    let (body_id, vente) = body.read(&state)?;
     if body_id.is_some_and(|b| b != id) {
         // RFC 9110 §9.3.4: a representation inconsistent with the target resource is a 409.
         return Err(ApiError::Conflict(

@@ -1,4 +1,5 @@
-//! Request parsing at the edge: JSON bodies read field by field (exact amounts, every error named),
+//! Request parsing at the edge: JSON bodies into wire types whose members keep their JSON type
+//! (exact amounts, every error named),
 //! `If-Match`, path ids. Nothing past this file sees raw text.
 
 use std::collections::BTreeMap;
@@ -7,17 +8,20 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use crate::domain::Expect;
 use crate::domain::{FieldError, VenteId};
 
-/// A JSON object body with each member kept as raw text, so numbers are never read as floats.
-pub struct JsonObject(pub BTreeMap<String, Box<RawValue>>);
+/// A JSON body read into `T`, a wire type whose members are `Member`s (so a member of the wrong
+/// JSON type is a field error, reported with the others, not a failure of the whole body).
+/// The content type must be JSON; the body must be UTF-8 and a JSON object.
+pub struct AppJson<T>(pub T);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -38,6 +42,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             use serde_json::error::Category;
             let at = format!("ligne {}, colonne {}", e.line(), e.column());
             ApiError::Malformed(match e.classify() {
+                Category::Data if e.to_string().starts_with("duplicate field") => format!("champ en double ({at})"),
                 Category::Data => "le corps doit être un objet JSON".into(),
                 Category::Eof => format!("JSON incomplet ({at})"),
                 Category::Syntax | Category::Io => format!("JSON invalide ({at})"),
@@ -71,32 +76,43 @@ impl<S: Send + Sync> FromRequestParts<S> for DeclaredJson {
     }
 }
 
-/// What a raw JSON member holds, for field rules.
-pub enum Member<'a> {
+/// One member of a JSON body, with its JSON type, for field rules: numbers are kept as written
+/// (never read as floats), so amounts stay exact.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Member {
+    #[default]
     Absent,
     Null,
     Text(String),
     /// A JSON number, as written.
-    Number(&'a str),
+    Number(String),
+    Bool(bool),
+    /// An array or an object.
     Other,
 }
 
-impl JsonObject {
-    pub fn member(&self, name: &str) -> Member<'_> {
-        let Some(raw) = self.0.get(name) else { return Member::Absent };
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
         let text = raw.get().trim();
-        match text.as_bytes().first() {
-            Some(b'n') => Member::Null,
-            Some(b'"') => serde_json::from_str::<String>(text).map_or(Member::Other, Member::Text),
-            Some(b'-' | b'0'..=b'9') => Member::Number(text),
-            _ => Member::Other,
-        }
+        Ok(match text.as_bytes().first() {
+            Some(b'n') => Self::Null,
+            Some(b't') => Self::Bool(true),
+            Some(b'f') => Self::Bool(false),
+            Some(b'"') => serde_json::from_str::<String>(text).map_or(Self::Other, Self::Text),
+            Some(b'-' | b'0'..=b'9') => Self::Number(text.to_owned()),
+            _ => Self::Other,
+        })
     }
+}
 
-    /// Every member not in `known`, as errors naming it (a very long name is cut).
-    pub fn unknown_fields(&self, known: &[&str]) -> Vec<FieldError> {
-        self.0.keys().filter(|k| !known.contains(&k.as_str())).map(|k| FieldError::new(truncate(k, 64), "champ inconnu")).collect()
-    }
+/// Members of a wire type that it does not know (`#[serde(flatten)]` into this), refused as
+/// `deny_unknown_fields` would, but each named, with the body's other errors.
+pub type Unknown = BTreeMap<String, IgnoredAny>;
+
+/// Every unknown member, as errors naming it (a very long name is cut).
+pub fn unknown_fields(unknown: &Unknown) -> Vec<FieldError> {
+    unknown.keys().map(|k| FieldError::new(truncate(k, 64), "champ inconnu")).collect()
 }
 
 /// `If-Match`: absent, `*`, or a comma-separated list of entity tags (RFC 9110 `#entity-tag`,

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod list_query;
 pub mod monitor_api;
 pub mod openapi;
 pub mod pages;

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonObject, Member};
-use super::{AppState, method_not_allowed};
+use super::extract::{AppJson, Member, Unknown, unknown_fields};
+use super::list_query::read_limit;
+use super::{AppState, method_not_allowed, openapi};
 use crate::monitor::health::{self, Status};
 use crate::monitor::stats::{HISTORY_KEPT, HistoryEntry};
 use crate::monitor::{MonitorError, RegionSnapshot, StatsSnapshot, metrics};
@@ -263,7 +264,7 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsJson> {
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// How many rounds, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(schema_with = openapi::history_limit_schema)]
     pub limit: Option<String>,
 }
 
@@ -272,23 +273,21 @@ pub struct HistoryParams {
     responses((status = 200, description = "Historique des synchronisations", body = Vec<HistoryJson>),
               (status = 422, description = "limit invalide", body = ErrorBody)))]
 pub async fn stats_history(State(state): State<AppState>, Query(params): Query<HistoryParams>) -> Result<Json<Vec<HistoryJson>>, ApiError> {
-    let limit = match params.limit.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        None => 100,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=HISTORY_KEPT).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", format!("doit être un entier de 1 à {HISTORY_KEPT}")))?,
-    };
+    let max = u32::try_from(HISTORY_KEPT).unwrap_or(u32::MAX);
+    let limit = read_limit(params.limit.as_deref(), 100, max).map_err(|e| ApiError::Invalid(vec![e]))? as usize;
     Ok(Json(state.monitor.history(limit).iter().map(HistoryJson::from).collect()))
 }
 
-/// The drill toggle.
+/// The drill toggle. Unknown members are refused, each named.
 #[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code, reason = "documents the body; the handler reads it member by member")]
 pub struct DrillInput {
     /// `true` starts an outage drill (the region is treated as unreachable), `false` lifts it.
-    pub down: bool,
+    #[serde(default)]
+    #[schema(required = true, value_type = bool)]
+    pub down: Member,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
 }
 
 /// A region after a drill toggle (probed at once).
@@ -310,10 +309,14 @@ pub struct DrillJson {
               (status = 413, description = "Corps trop grand (64 Kio)", body = ErrorBody),
               (status = 415, description = "Corps non JSON", body = ErrorBody),
               (status = 422, description = "down absent ou non booléen", body = ErrorBody)))]
-pub async fn drill(State(state): State<AppState>, Path(name): Path<String>, body: JsonObject) -> Result<Json<DrillJson>, ApiError> {
-    let mut errors = body.unknown_fields(&["down"]);
-    let down = match body.member("down") {
-        Member::Other => body.0.get("down").map(|raw| raw.get().trim()).and_then(|t| t.parse::<bool>().ok()),
+pub async fn drill(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    AppJson(body): AppJson<DrillInput>,
+) -> Result<Json<DrillJson>, ApiError> {
+    let mut errors = unknown_fields(&body.unknown);
+    let down = match body.down {
+        Member::Bool(down) => Some(down),
         _ => None,
     };
     if down.is_none() {

@@ -53,6 +53,12 @@ pub fn document(regions: &Regions, today: NaiveDate) -> Value {
     if let Some(slot) = doc.pointer_mut("/components/schemas/VenteInput/properties/dateVente") {
         merge(slot, &json!({ "pattern": date_pattern(DateVente::earliest(), DateVente::latest(today)) }));
     }
+    // Unknown members are refused (each named), as `deny_unknown_fields` would.
+    for schema in ["VenteInput", "DrillInput"] {
+        if let Some(slot) = doc.pointer_mut(&format!("/components/schemas/{schema}")) {
+            merge(slot, &json!({ "additionalProperties": false }));
+        }
+    }
     let list_params = doc.pointer_mut("/paths/~1api~1ventes/get/parameters").and_then(Value::as_array_mut);
     for param in list_params.into_iter().flatten() {
         if param["name"] == "region" {
@@ -132,12 +138,25 @@ pub fn if_match_schema() -> Schema {
         .into()
 }
 
-pub fn limit_schema() -> Schema {
+/// A page size: an integer from 1 to `max` (`default` when absent or empty).
+fn limit(max: u32, default: u32) -> Schema {
     AnyOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(api::MAX_LIMIT)))
+        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(max)))
         .item(empty_schema())
-        .description(Some("Taille de page, 1 à 500 (50 si absent ou vide)."))
+        .description(Some(format!("Entier de 1 à {max} ({default} si absent ou vide).")))
         .into()
+}
+
+pub fn limit_schema() -> Schema {
+    limit(api::MAX_LIMIT, api::DEFAULT_LIMIT)
+}
+
+pub fn conflicts_limit_schema() -> Schema {
+    limit(500, 100)
+}
+
+pub fn history_limit_schema() -> Schema {
+    limit(u32::try_from(crate::monitor::stats::HISTORY_KEPT).unwrap_or(u32::MAX), 100)
 }
 
 pub fn cursor_schema() -> Schema {

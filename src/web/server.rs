@@ -25,7 +25,19 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::EdgeConfig;
+/// The hardened edge: Host allowlist, timeouts of slow or idle clients, connection cap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// Host names (or IP addresses) requests may name in `Host`; `None`: the default (the listen
+    /// address, `localhost`, and the loopback addresses when listening on one). `"*"` accepts any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// A client must send a request's headers within this (also bounds waiting between requests).
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves for this long, with no request in progress, is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+}
 
 /// After a graceful close was asked, a connection that still has not ended (a client that does not
 /// read its answer) is dropped after this.

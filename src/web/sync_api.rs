@@ -1,19 +1,16 @@
 //! Sync on demand and the conflict log: handlers only.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::api::VenteJson;
 use super::error::{ApiError, ErrorBody};
+use super::list_query::read_limit;
+use super::{AppState, openapi};
 use crate::domain::lww::Conflict;
-use crate::store::Store;
 use crate::sync::report::{RoundReport, RoundStatus};
 
 /// One region's part in a round.
@@ -154,7 +151,7 @@ impl From<&Conflict> for ConflictJson {
 #[into_params(parameter_in = Query)]
 pub struct ConflictParams {
     /// At most this many, newest first (1 to 500, default 100).
-    #[param(minimum = 1, maximum = 500)]
+    #[param(schema_with = openapi::conflicts_limit_schema)]
     pub limit: Option<String>,
 }
 
@@ -167,31 +164,7 @@ pub struct ConflictParams {
         (status = 503, description = "Aucune région joignable", body = ErrorBody),
     ))]
 pub async fn conflicts(State(state): State<AppState>, Query(params): Query<ConflictParams>) -> Result<Json<Vec<ConflictJson>>, ApiError> {
-    let limit = match params.limit.as_deref().map(str::trim) {
-        None | Some("") => 100,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", "doit être un entier de 1 à 500"))?,
-    };
-    let all = newest_conflicts(state.ventes.stores(), limit)
-        .await
-        .ok_or_else(|| ApiError::Unavailable("aucune région n'est joignable".into()))?;
+    let limit = read_limit(params.limit.as_deref(), 100, 500).map_err(|e| ApiError::Invalid(vec![e]))?;
+    let all = state.ventes.conflicts(limit).await.ok_or_else(|| ApiError::Unavailable("aucune région n'est joignable".into()))?;
     Ok(Json(all.iter().map(ConflictJson::from).collect()))
-}
-
-/// The conflict logs of every reachable region merged: each lost write once, newest first, at
-/// most `limit`; `None` when no region answered. (`/api/conflicts` and the dashboard.)
-pub async fn newest_conflicts(stores: &[Arc<dyn Store>], limit: u32) -> Option<Vec<Conflict>> {
-    let answers = join_all(stores.iter().map(|s| s.conflicts(limit))).await;
-    if answers.iter().all(Result::is_err) {
-        return None;
-    }
-    let mut all: Vec<Conflict> = answers.into_iter().filter_map(Result::ok).flatten().collect();
-    all.sort_by_key(|c| std::cmp::Reverse(c.detected_at));
-    let mut seen = std::collections::HashSet::new();
-    all.retain(|c| seen.insert((c.loser.id, c.loser.version.clone())));
-    all.truncate(limit as usize);
-    Some(all)
 }

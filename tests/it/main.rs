@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod layers;
 mod monitor;
 mod monitor_rounds;
 mod openapi;

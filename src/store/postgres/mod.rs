@@ -23,6 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use super::row::VenteRow;
 use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
 use crate::domain::lww::Conflict;
+use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, Montant, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
 
 pub(super) const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
@@ -35,6 +36,8 @@ pub struct PgStore {
     writer: String,
     /// Whether the next apply tries `COPY` first (see `apply_in`).
     copy_first: AtomicBool,
+    /// Wall time, for what an apply records (conflicts found, cursors moved).
+    clock: WallClock,
 }
 
 impl PgStore {
@@ -57,7 +60,12 @@ impl PgStore {
             .acquire_timeout(limits.connect_timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Self { region, pool, limits, writer, copy_first: AtomicBool::new(false) })
+        Ok(Self { region, pool, limits, writer, copy_first: AtomicBool::new(false), clock: system_clock() })
+    }
+
+    /// Reads wall time from `clock` instead of the system clock.
+    pub fn with_clock(self, clock: WallClock) -> Self {
+        Self { clock, ..self }
     }
 
     /// The pool, for tests and benchmarks that inspect the database directly.

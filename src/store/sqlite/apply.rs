@@ -1,69 +1,127 @@
-//! Applying replicated rows on SQLite: the SQL of the shared apply plan (`store::apply`).
+//! Applying replicated rows on SQLite: the statements of the shared apply plan (`store::apply`).
+//! The write lock (`BEGIN IMMEDIATE`) is taken first, so reads and writes see one state.
 
-use chrono::Utc;
+use std::collections::HashMap;
 
-use super::SqliteStore;
-use crate::domain::VenteId;
-use crate::domain::lww::{dedupe_by_id, plan_apply};
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::{ROWS_PER_STATEMENT, SqliteStore};
+use crate::domain::lww::{Conflict, dedupe_by_id};
+use crate::domain::version::Hlc;
 use crate::domain::write::first_of;
+use crate::domain::{RegionName, Vente, VenteId, Version};
+use crate::store::apply::{ApplySql, apply_rows};
 use crate::store::row::snapshot;
-use crate::store::{Applied, Batch, StoreError};
+use crate::store::{Applied, Batch, FeedPosition, Source, StoreError};
 
 impl SqliteStore {
     pub(super) async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         self.bounded(async {
             let rows = dedupe_by_id(&batch.rows);
+            let now = (self.clock)();
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
-            let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
-            let ids: Vec<VenteId> = rows.iter().map(|v| v.id).collect();
-            let stored = self.get_many(&mut tx, &ids).await?;
-            let (writes, conflicts) = plan_apply(&rows, &stored, &self.region, Utc::now());
-            let n = i64::try_from(writes.len()).unwrap_or(i64::MAX);
-            let (last_seq,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc, ?1), seq = seq + ?2 WHERE id = 1 RETURNING seq")
-                .bind(max_hlc)
-                .bind(n)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(self.err())?;
-            let written = Self::upsert(&mut tx, &writes, first_of(last_seq, writes.len()), true, batch.from.as_ref().map(|(source, _)| source.db_id)).await.map_err(self.err())?;
-            let mut logged = 0;
-            for c in &conflicts {
-                logged += sqlx::query(
-                    "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(c.loser.id.0)
-                .bind(c.loser.version.hlc.0)
-                .bind(c.loser.version.origin.as_str())
-                .bind(c.winner.version.hlc.0)
-                .bind(c.winner.version.origin.as_str())
-                .bind(snapshot(&c.loser))
-                .bind(snapshot(&c.winner))
-                .bind(c.detected_in.as_str())
-                .bind(c.detected_at.timestamp_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err())?
-                .rows_affected();
-            }
-            if let Some((source, end)) = &batch.from {
-                sqlx::query(
-                    "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (source, source_db) DO UPDATE SET pos = excluded.pos, id = excluded.id, updated_at = excluded.updated_at \
-                     WHERE (dsms_cursor.pos, dsms_cursor.id) < (excluded.pos, excluded.id)",
-                )
-                .bind(source.region.as_str())
-                .bind(source.db_id)
-                .bind(end.pos)
-                .bind(end.id)
-                .bind(Utc::now().timestamp_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.err())?;
-            }
+            let mut sql = SqliteApply { store: self, conn: &mut tx, via: batch.from.as_ref().map(|(source, _)| source.db_id) };
+            let held = sql.held_versions(&rows).await?;
+            let applied = apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), &self.region, now).await?;
             tx.commit().await.map_err(self.err())?;
-            Ok(Applied { rows: written, conflicts: logged })
+            Ok(applied)
         })
         .await
+    }
+}
+
+/// The apply plan's statements on SQLite, inside the caller's write transaction; `via` marks every
+/// row written with the database it came from (see `Store::changes_since`).
+struct SqliteApply<'c> {
+    store: &'c SqliteStore,
+    conn: &'c mut SqliteConnection,
+    via: Option<uuid::Uuid>,
+}
+
+#[async_trait::async_trait]
+impl ApplySql for SqliteApply<'_> {
+    async fn held_versions(&mut self, rows: &[Vente]) -> Result<HashMap<VenteId, Version>, StoreError> {
+        let mut held = HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new("SELECT id, hlc, origin FROM vente WHERE id IN (");
+            let mut list = query.separated(", ");
+            for v in chunk {
+                list.push_bind(v.id.0);
+            }
+            query.push(")");
+            let found: Vec<(uuid::Uuid, i64, String)> =
+                query.build_query_as().fetch_all(&mut *self.conn).await.map_err(self.store.err())?;
+            held.extend(
+                found.into_iter().map(|(id, hlc, origin)| (VenteId(id), Version { hlc: Hlc(hlc), origin: RegionName::new(&origin) })),
+            );
+        }
+        Ok(held)
+    }
+
+    async fn advance_clock(&mut self, rows: &[Vente]) -> Result<(), StoreError> {
+        let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
+        sqlx::query("UPDATE dsms_clock SET hlc = max(hlc, ?1) WHERE id = 1")
+            .bind(max_hlc)
+            .execute(&mut *self.conn)
+            .await
+            .map(drop)
+            .map_err(self.store.err())
+    }
+
+    async fn stored(&mut self, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
+        self.store.get_many(self.conn, ids).await
+    }
+
+    async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError> {
+        // Feed positions for the rows written, gap-free under the write lock.
+        let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        let (last_seq,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET seq = seq + ?1 WHERE id = 1 RETURNING seq")
+            .bind(n)
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(self.store.err())?;
+        SqliteStore::upsert(self.conn, rows, first_of(last_seq, rows.len()), true, self.via).await.map_err(self.store.err())
+    }
+
+    async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError> {
+        let mut logged = 0;
+        for c in conflicts {
+            logged += sqlx::query(
+                "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(c.loser.id.0)
+            .bind(c.loser.version.hlc.0)
+            .bind(c.loser.version.origin.as_str())
+            .bind(c.winner.version.hlc.0)
+            .bind(c.winner.version.origin.as_str())
+            .bind(snapshot(&c.loser))
+            .bind(snapshot(&c.winner))
+            .bind(c.detected_in.as_str())
+            .bind(c.detected_at.timestamp_micros())
+            .execute(&mut *self.conn)
+            .await
+            .map_err(self.store.err())?
+            .rows_affected();
+        }
+        Ok(logged)
+    }
+
+    async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (source, source_db) DO UPDATE SET pos = excluded.pos, id = excluded.id, updated_at = excluded.updated_at \
+             WHERE (dsms_cursor.pos, dsms_cursor.id) < (excluded.pos, excluded.id)",
+        )
+        .bind(source.region.as_str())
+        .bind(source.db_id)
+        .bind(end.pos)
+        .bind(end.id)
+        .bind(now.timestamp_micros())
+        .execute(&mut *self.conn)
+        .await
+        .map(drop)
+        .map_err(self.store.err())
     }
 }

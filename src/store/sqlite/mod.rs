@@ -20,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use super::row::VenteRow;
 use super::{Applied, Batch, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
 use crate::domain::lww::Conflict;
+use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
 
 pub(super) const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
@@ -30,6 +31,8 @@ pub struct SqliteStore {
     region: RegionName,
     pool: SqlitePool,
     limits: Limits,
+    /// Wall time, for what an apply records (conflicts found, cursors moved).
+    clock: WallClock,
 }
 
 impl SqliteStore {
@@ -51,7 +54,12 @@ impl SqliteStore {
             .max_connections(8)
             .acquire_timeout(limits.connect_timeout + limits.statement_timeout)
             .connect_lazy_with(options);
-        Ok(Self { region, pool, limits })
+        Ok(Self { region, pool, limits, clock: system_clock() })
+    }
+
+    /// Reads wall time from `clock` instead of the system clock.
+    pub fn with_clock(self, clock: WallClock) -> Self {
+        Self { clock, ..self }
     }
 
     fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {

@@ -22,7 +22,6 @@ use super::views::html;
 use crate::monitor::MonitorError;
 use crate::monitor::health::Status;
 use crate::web::AppState;
-use crate::web::sync_api::newest_conflicts;
 
 /// Seconds between automatic refreshes, unless `?actualisation=N` (1 to 3600) says otherwise.
 pub const REFRESH: u32 = 10;
@@ -39,8 +38,7 @@ struct StatsQuery {
 
 /// Everything the dashboard shows, read at once; a region down makes parts say so, never fails it.
 async fn dashboard(state: &AppState) -> Dashboard {
-    let (stats, analytics, conflicts) =
-        tokio::join!(state.monitor.stats(), state.monitor.analytics(), newest_conflicts(state.ventes.stores(), CONFLICTS));
+    let (stats, analytics, conflicts) = tokio::join!(state.monitor.stats(), state.monitor.analytics(), state.ventes.conflicts(CONFLICTS));
     let history = state.monitor.history(CHART_ROUNDS);
     let analytics = analytics.map(|(a, _)| a).ok();
     Dashboard::new(Utc::now(), &stats, &history, analytics.as_deref(), conflicts.as_deref())

@@ -6,11 +6,10 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::error::PageError;
-use crate::domain::Cursor;
-use crate::domain::Expect;
-use crate::domain::ListQuery;
 use crate::domain::vente::VenteFields;
-use crate::domain::{FieldError, NewVente, Regions, VenteId, fold};
+use crate::domain::{Cursor, Expect, FieldError, ListQuery, NewVente, Regions, VenteId};
+pub use crate::web::list_query::french_date;
+use crate::web::list_query::{DateForm, ListText, ReadList};
 
 /// How many sales one page of the list shows.
 pub const PAGE_SIZE: u32 = 20;
@@ -92,17 +91,6 @@ pub fn french_montant(text: &str) -> String {
     if compact.matches(',').count() == 1 && !compact.contains('.') { compact.replacen(',', ".", 1) } else { compact }
 }
 
-/// French dates: `24/11/2026` (or `4/1/2026`) is read as `2026-11-24`; anything else is left as is.
-pub fn french_date(text: &str) -> String {
-    let text = text.trim();
-    let parts: Vec<&str> = text.split('/').collect();
-    let digits = |s: &str, len: std::ops::RangeInclusive<usize>| len.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-    match parts[..] {
-        [d, m, y] if digits(d, 1..=2) && digits(m, 1..=2) && digits(y, 4..=4) => format!("{y}-{m:0>2}-{d:0>2}"),
-        _ => text.to_owned(),
-    }
-}
-
 /// The listing's search and filters, as in the address bar (`/?q=riz&region=Dakar&from=…`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
@@ -123,35 +111,19 @@ impl ListFilters {
     /// The store query, and what was wrong with the filters (those filters are then not applied).
     /// An unreadable cursor starts again from the first page.
     pub fn to_query(&self, regions: &Regions) -> (ListQuery, Vec<FieldError>) {
-        let mut errors = Vec::new();
-        let q = Some(fold(self.q.trim())).filter(|q| !q.is_empty());
-        let q = match q {
-            Some(q) if q.chars().count() > 200 => {
-                errors.push(FieldError::new("q", "200 caractères au plus"));
-                None
-            }
-            q => q,
+        let text = ListText {
+            region: Some(&self.region),
+            q: Some(&self.q),
+            from: Some(&self.from),
+            to: Some(&self.to),
+            cursor: Some(&self.cursor),
         };
-        let region = present(&self.region).and_then(|text| {
-            let found = regions.resolve(text).cloned();
-            if found.is_none() {
-                errors.push(FieldError::new("region", format!("région inconnue ; régions possibles : {}", regions.describe())));
-            }
-            found
-        });
-        let mut date = |name: &str, text: &str| {
-            let text = present(text)?;
-            NaiveDate::parse_from_str(&french_date(text), "%Y-%m-%d")
-                .map_err(|_| errors.push(FieldError::new(name, "date au format JJ/MM/AAAA attendue")))
-                .ok()
-        };
-        let (mut from, mut to) = (date("from", &self.from), date("to", &self.to));
-        if from.zip(to).is_some_and(|(f, t)| f > t) {
+        let ReadList { mut query, mut errors, .. } = text.read(PAGE_SIZE, regions, DateForm::French);
+        if query.from.zip(query.to).is_some_and(|(from, to)| from > to) {
             errors.push(FieldError::new("to", "la date de fin précède la date de début"));
-            (from, to) = (None, None);
+            (query.from, query.to) = (None, None);
         }
-        let after = present(&self.cursor).and_then(Cursor::decode);
-        (ListQuery { region, q, from, to, limit: PAGE_SIZE, after }, errors)
+        (query, errors)
     }
 
     /// True when any search or filter is set (the cursor aside).

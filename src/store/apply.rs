@@ -1,0 +1,67 @@
+//! The apply plan, written once for every engine. Owns the order of an apply: leave out the rows
+//! the region holds at exactly their version, move the clock past what is left, read (and lock)
+//! the stored rows that differ, judge each row (`domain::lww::plan_apply`), write the winners,
+//! log the losers, move the source's cursor. Leaves: the SQL of each step (`ApplySql`, one impl
+//! per engine), the transaction around it (the caller's).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{Applied, FeedPosition, Source, StoreError};
+use crate::domain::lww::{Conflict, plan_apply};
+use crate::domain::{RegionName, Vente, VenteId, Version};
+
+/// One engine's statements for the steps of an apply, inside one open transaction.
+#[async_trait::async_trait]
+pub(crate) trait ApplySql: Send {
+    /// The versions stored for those of `rows` that exist, unlocked.
+    async fn held_versions(&mut self, rows: &[Vente]) -> Result<HashMap<VenteId, Version>, StoreError>;
+    /// Moves the region's clock past every version in `rows`, holding the clock row until commit
+    /// (clock first, then rows: the order local writes lock in too).
+    async fn advance_clock(&mut self, rows: &[Vente]) -> Result<(), StoreError>;
+    /// The stored rows among `ids`, locked until the transaction ends.
+    async fn stored(&mut self, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError>;
+    /// Writes rows judged newer, each only if still greater than the stored version (the SQL
+    /// guard that agrees with `Version`'s `Ord`); returns the number written.
+    async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError>;
+    /// Logs conflicts, each once (deduplicated by row, winner and loser); returns those new.
+    async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError>;
+    /// Moves this database's cursor on `source`'s feed forward to `end` (never back).
+    async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// Applies `rows` (one version per id, see `dedupe_by_id`) whose stored versions are `held`, as
+/// received from `from` by `region` at `now`.
+pub(crate) async fn apply_rows(
+    sql: &mut impl ApplySql,
+    rows: &[Vente],
+    held: &HashMap<VenteId, Version>,
+    from: Option<&(Source, FeedPosition)>,
+    region: &RegionName,
+    now: DateTime<Utc>,
+) -> Result<Applied, StoreError> {
+    // Rows held at exactly their version (a change coming back through another region's feed, a
+    // replay) change nothing: leave them out before locking anything. Every stored version is
+    // already below the clock, so the clock moves only for what is left.
+    let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
+    let rows: Cow<'_, [Vente]> =
+        if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { Cow::Borrowed(rows) };
+    let mut stored = HashMap::new();
+    if !rows.is_empty() {
+        sql.advance_clock(&rows).await?;
+        // Only rows stored at another version need reading, locked for the judgement.
+        let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
+        if !ids.is_empty() {
+            stored = sql.stored(&ids).await?;
+        }
+    }
+    let (writes, conflicts) = plan_apply(&rows, &stored, region, now);
+    let written = if writes.is_empty() { 0 } else { sql.upsert_newer(&writes).await? };
+    let logged = if conflicts.is_empty() { 0 } else { sql.log_conflicts(&conflicts).await? };
+    if let Some((source, end)) = from {
+        sql.move_cursor(source, *end, now).await?;
+    }
+    Ok(Applied { rows: written, conflicts: logged })
+}
