@@ -2,9 +2,10 @@
 //! the sync engine tells of every round (`record_round`), `Ventes` of every client write (as a
 //! `WriteListener`), and which probes every region, keeps the statistics (persisted), serves the
 //! cached reads (`totalVentes`, analytics), the outage drill and the Prometheus metrics.
-//! Leaves: HTTP (web/monitor_api.rs), SQL of the regions (store/), running rounds (sync/).
+//! Leaves: HTTP (web/monitor_api.rs), all SQL, the regions' and the state database's (store/),
+//! running rounds (sync/).
 //!
-//! Parts: stats.rs (counters, history), persist.rs (state database), health.rs (status rules,
+//! Parts: stats.rs (counters, history), persist.rs (statistics ↔ state database records), health.rs (status rules,
 //! probes, what a round says of each region), drill.rs (the outage seam), analytics.rs (figures,
 //! caches and the cached reads), metrics.rs (Prometheus).
 
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::Backend;
 use crate::domain::version::WallClock;
 use crate::domain::{RegionName, Regions, Vente};
+use crate::store::state::{StateDb, StateError};
 use crate::store::{Store, StoreError};
 use crate::sync::report::RoundReport;
 use crate::ventes::{WriteKind, WriteListener};
@@ -35,8 +37,7 @@ use analytics::Caches;
 use drill::GatedStore;
 use health::{Contact, RegionHealth, Status, Thresholds};
 use metrics::Metrics;
-use persist::{StateDb, StateError};
-use stats::{Counters, HISTORY_SHOWN, HistoryEntry, Stats};
+use stats::{Counters, HISTORY_KEPT, HISTORY_SHOWN, HistoryEntry, Stats};
 
 /// CRUD counters are saved at most this long after a write (rounds are saved at once).
 const COALESCE: Duration = Duration::from_secs(1);
@@ -132,8 +133,8 @@ impl Monitor {
     /// configuration order, each behind its drill gate (`drill::gate_all`).
     pub async fn open(config: MonitorConfig, gates: Vec<Arc<GatedStore>>, clock: WallClock) -> Result<Arc<Self>, MonitorError> {
         let regions = Regions::new(gates.iter().map(|g| g.region().clone()).collect());
-        let db = StateDb::open(&config.data_dir).await?;
-        let stats = db.load(&regions).await?;
+        let db = StateDb::open(&config.data_dir, HISTORY_KEPT).await?;
+        let stats = persist::load(&db, &regions).await?;
         let metrics = Metrics::new(&regions).map_err(|e| MonitorError::Metrics(e.to_string()))?;
         let health = vec![RegionHealth::default(); gates.len()];
         let migrated = gates.iter().map(|_| AtomicBool::new(false)).collect();
@@ -363,7 +364,7 @@ impl Monitor {
         if unsaved.is_empty() {
             return;
         }
-        if let Err(e) = self.db.save(&unsaved).await {
+        if let Err(e) = persist::save(&self.db, &unsaved).await {
             tracing::error!(error = %e, "statistiques non enregistrées ; nouvel essai à la prochaine sauvegarde");
             self.state().stats.save_failed(unsaved);
         }

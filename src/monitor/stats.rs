@@ -1,7 +1,7 @@
 //! The guide's statistics, in memory. Owns: sync counters (a `Partial` round counts as failed, as in
 //! the guide), success rate, last round, CRUD counters, per-region error counts and last access,
 //! the sync history (the 1,000 newest), and what has changed since the last save. Leaves: the
-//! state database (persist.rs), region status (health.rs), JSON (web/monitor_api.rs).
+//! state database (persist.rs, store/state.rs), region status (health.rs), JSON (web/monitor_api.rs).
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -1,12 +1,15 @@
-//! One region's database behind one trait, with two real implementations: PostgreSQL and SQLite.
-//! Owns: the storage interface, its query/page/cursor types and its errors. All SQL lives in
-//! `postgres.rs` and `sqlite.rs`; rules (validation, LWW) live in `domain/` and `sync/`.
+//! One region's database behind one trait, with two real implementations: PostgreSQL and SQLite;
+//! and this server's own state database (state.rs). Owns: the storage interface, its
+//! feed and batch types, its errors and where a region's database is (url.rs). All SQL lives
+//! here: `postgres/`, `sqlite/`, `apply.rs` (the apply plan) and `state.rs`; rules (validation,
+//! LWW, local writes) live in `domain/`.
 
 mod apply;
 pub mod guard;
 pub mod postgres;
 mod row;
 pub mod sqlite;
+pub mod state;
 pub mod url;
 pub mod users;
 

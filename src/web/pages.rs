@@ -7,6 +7,8 @@ pub mod assets;
 pub mod charts;
 pub mod csrf;
 pub mod dashboard;
+pub mod dashboard_charts;
+pub mod dashboard_text;
 pub mod dashboard_view;
 pub mod error;
 pub mod flash;

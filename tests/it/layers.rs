@@ -77,6 +77,25 @@ fn every_module_imports_only_the_layers_below_it() {
 }
 
 #[test]
+fn no_source_file_is_over_500_lines_outside_bench_and_testkit() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let relative = f.strip_prefix(&src).unwrap();
+            !relative.starts_with("bench") && !relative.starts_with("testkit") && relative != Path::new("bench.rs")
+        })
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).unwrap().lines().count();
+            (lines > 500).then(|| format!("{}: {lines} lines", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "files over 500 lines:\n{}", long.join("\n"));
+}
+
+#[test]
 fn the_checker_sees_a_forbidden_import() {
     // The checker itself: a store line naming the engine, and web naming a store type.
     assert_eq!(crate_paths("use crate::sync::engine::Engine;"), ["sync::engine::Engine"]);

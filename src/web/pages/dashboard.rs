@@ -1,6 +1,7 @@
 //! The dashboard (`/stats`) and the two actions it and the home page offer: a sync round now, and
-//! the outage drill of a region. Owns: these handlers and what they gather. Leaves: wording and
-//! charts (dashboard_view.rs, charts.rs), the monitor and the scheduler themselves.
+//! the outage drill of a region. Owns: these handlers and what they gather. Leaves: view models
+//! (dashboard_view.rs), wording (dashboard_text.rs), charts (dashboard_charts.rs, charts.rs), the
+//! monitor and the scheduler themselves.
 //!
 //! The page refreshes itself every 10 s through `static/stats.js`, which fetches
 //! `/stats/contenu` (the same markup, without the page around it) and swaps it in place. No
@@ -15,7 +16,8 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::csrf::{CheckedForm, CsrfToken};
-use super::dashboard_view::{Dashboard, StatsFragment, StatsPage, round_notice};
+use super::dashboard_text::round_notice;
+use super::dashboard_view::{Dashboard, StatsFragment, StatsPage};
 use super::error::PageError;
 use super::flash::{Flash, Notice};
 use super::views::html;
