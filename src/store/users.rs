@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-/// The state database's file name inside the data directory.
-pub const FILE_NAME: &str = "dsms-state.db";
+use super::state::FILE_NAME;
 
 #[derive(Debug, thiserror::Error)]
 #[error("base d'état {path} : {message}")]
