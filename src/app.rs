@@ -9,7 +9,8 @@ use futures::future::join_all;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::auth::{Auth, AuthError};
+use crate::config::{Config, EdgeConfig};
 use crate::domain::version::{WallClock, system_clock};
 use crate::monitor::health::Thresholds;
 use crate::monitor::{Monitor, MonitorConfig, MonitorError, drill};
@@ -32,12 +33,20 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error(transparent)]
     Monitor(#[from] MonitorError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(
+        "listen = {0} n'est pas une adresse locale et aucun utilisateur n'existe : créez-en un (dsms user add NOM --role admin) \
+         ou autorisez l'accès anonyme (allow_anonymous = true)"
+    )]
+    Unprotected(SocketAddr),
 }
 
 /// A built application: regions open and migrated (or retrying), listener bound.
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    edge: EdgeConfig,
     pending_migrations: Vec<Arc<dyn Store>>,
 }
 
@@ -90,6 +99,13 @@ impl App {
 
     /// As `build`, with an injected wall clock (tests skew it).
     pub async fn build_with_clock(config: Config, clock: WallClock) -> Result<Self, AppError> {
+        // Protected mode: with no user, only this machine may connect unless anonymity is chosen.
+        let anonymous_without_users = config.listen.ip().is_loopback() || config.allow_anonymous;
+        let auth_config = crate::auth::AuthConfig { anonymous_without_users, ..config.auth };
+        let auth = Arc::new(Auth::open(&config.data_dir, auth_config).await?);
+        if !anonymous_without_users && !auth.any_user().await? {
+            return Err(AppError::Unprotected(config.listen));
+        }
         // Every region behind its drill gate: whoever uses a store sees a drilled region as down.
         let gates = drill::gate_all(open_stores_with_clock(&config, clock.clone()).await?);
         let stores = drill::as_stores(&gates);
@@ -105,7 +121,9 @@ impl App {
         scheduler.add_listener(monitor.clone());
         let ventes = Arc::new(Ventes::new(stores, clock).with_listener(monitor.clone()).with_listener(scheduler.clone()));
         let listener = TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
-        Ok(Self { listener, state: AppState { ventes, monitor, scheduler }, pending_migrations })
+        let hosts = Arc::new(web::server::AllowedHosts::new(config.edge.allowed_hosts.as_deref(), config.listen));
+        let state = AppState { ventes, monitor, scheduler, auth, hosts };
+        Ok(Self { listener, state, edge: config.edge, pending_migrations })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -124,6 +142,10 @@ impl App {
         self.state.monitor.clone()
     }
 
+    pub fn auth(&self) -> Arc<Auth> {
+        self.state.auth.clone()
+    }
+
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
     /// Background work (sync rounds, migration retries) stops with the server; a round in
     /// progress is abandoned between batches, each of which is its own transaction.
@@ -136,13 +158,12 @@ impl App {
         let monitoring = tokio::spawn(monitor.run(stop_monitor.clone()));
         let router = web::router(self.state);
         let stopping = stop.clone();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stopping.cancel();
-            })
-            .await
-            .map_err(AppError::Serve);
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            stopping.cancel();
+        });
+        let served = web::server::serve(self.listener, router, &self.edge, stop.clone()).await.map_err(AppError::Serve);
+        signal.abort();
         stop.cancel();
         retry.abort();
         let _ = rounds.await;

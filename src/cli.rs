@@ -62,6 +62,9 @@ pub enum Command {
         #[arg(long, short)]
         input: Option<PathBuf>,
     },
+    /// Users, roles and API tokens (authentication is on as soon as one user exists).
+    #[command(subcommand)]
+    User(crate::users_cli::UserCommand),
     /// Benchmarks; each prints one JSON object per line.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Export { output, region, include_deleted } => crate::csvio::export_cmd(&config, output, region, include_deleted).await,
         Command::Import { input } => crate::csvio::import_cmd(&config, input).await,
         Command::Bench(bench) => crate::bench::run(bench).await,
+        Command::User(command) => crate::users_cli::run(&config, command).await,
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{RegionName, Regions};
 
 pub use crate::store::url::{DatabaseUrl, RegionConfig};
+pub use crate::web::server::EdgeConfig;
 
 /// The validated configuration.
 #[derive(Clone, Debug)]
@@ -31,6 +32,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// How often the monitor probes every region (reachability, latency, clock offset); `None`: never.
     pub probe_interval: Option<Duration>,
+    /// With no user, serve on a non-loopback `listen` all the same (everyone may do everything).
+    pub allow_anonymous: bool,
+    /// Web sessions and the throttling of password guesses.
+    pub auth: crate::auth::AuthConfig,
+    /// What every listener enforces before a request reaches the router.
+    pub edge: EdgeConfig,
 }
 
 /// A configuration error: which key, and what is wrong with it.
@@ -60,6 +67,16 @@ struct RawConfig {
     log_format: String,
     data_dir: PathBuf,
     probe_interval: String,
+    allow_anonymous: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allowed_hosts: Option<Vec<String>>,
+    header_read_timeout: String,
+    idle_timeout: String,
+    max_connections: u32,
+    session_idle: String,
+    session_lifetime: String,
+    login_max_failures: u32,
+    login_window: String,
     regions: Vec<RawRegion>,
 }
 
@@ -92,6 +109,15 @@ impl Default for RawConfig {
             log_format: "text".into(),
             data_dir: PathBuf::from("dsms-data"),
             probe_interval: "10s".into(),
+            allow_anonymous: false,
+            allowed_hosts: None,
+            header_read_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            max_connections: 1024,
+            session_idle: "30m".into(),
+            session_lifetime: "12h".into(),
+            login_max_failures: 5,
+            login_window: "1m".into(),
             regions: Vec::new(),
         }
     }
@@ -211,7 +237,46 @@ impl RawConfig {
         } else {
             validate_regions(self.regions)?
         };
+        let positive = |key: &str, text: &str| {
+            duration(key, text).and_then(|d| if d.is_zero() { Err(ConfigError::new(key, "doit être supérieure à 0")) } else { Ok(d) })
+        };
+        let auth = crate::auth::AuthConfig {
+            session_idle: positive("session_idle", &self.session_idle)?,
+            session_lifetime: positive("session_lifetime", &self.session_lifetime)?,
+            login_max_failures: match self.login_max_failures {
+                0 => return Err(ConfigError::new("login_max_failures", "doit être au moins 1")),
+                n => n,
+            },
+            login_window: positive("login_window", &self.login_window)?,
+            // Decided by `App` from `listen` and `allow_anonymous`.
+            anonymous_without_users: true,
+        };
+        let allowed_hosts = match self.allowed_hosts {
+            None => None,
+            Some(hosts) => {
+                let hosts: Vec<String> = hosts.iter().map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase()).collect();
+                if hosts.is_empty() || hosts.iter().any(|h| h.is_empty() || h.contains(['/', ' ', '@'])) {
+                    return Err(ConfigError::new(
+                        "allowed_hosts",
+                        "liste de noms d'hôte attendue, ex. [\"ventes.example.sn\", \"localhost\"]",
+                    ));
+                }
+                Some(hosts)
+            }
+        };
+        let edge = EdgeConfig {
+            allowed_hosts,
+            header_read_timeout: positive("header_read_timeout", &self.header_read_timeout)?,
+            idle_timeout: positive("idle_timeout", &self.idle_timeout)?,
+            max_connections: match self.max_connections {
+                0 => return Err(ConfigError::new("max_connections", "doit être au moins 1")),
+                n => n as usize,
+            },
+        };
         Ok(Config {
+            allow_anonymous: self.allow_anonymous,
+            auth,
+            edge,
             listen,
             sync_interval,
             sync_on_write: self.sync_on_write,
@@ -328,5 +393,19 @@ mod tests {
     fn passwords_never_show() {
         let url = DatabaseUrl::parse("postgres://u:secret@h/db").unwrap();
         assert!(!format!("{url:?}").contains("secret"));
+        let url = DatabaseUrl::parse("postgres://u@h/db?sslmode=require&password=secret").unwrap();
+        assert_eq!(url.redacted(), "postgres://u@h/db?sslmode=require&password=***");
+    }
+
+    #[test]
+    fn the_edge_and_session_knobs_have_safe_defaults() {
+        let config = Config::embedded(Path::new("/tmp/x"));
+        assert!(!config.allow_anonymous);
+        assert_eq!(config.edge.allowed_hosts, None);
+        assert_eq!(config.edge.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.edge.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.auth.login_max_failures, 5);
+        let raw = RawConfig { allowed_hosts: Some(vec![]), ..RawConfig::default() };
+        assert_eq!(raw.validate().unwrap_err().key, "allowed_hosts");
     }
 }

@@ -2,6 +2,8 @@
 
 /// Wiring: builds the regions, the services and the HTTP server from a `Config`.
 pub mod app;
+/// Users, roles, API tokens, web sessions and the throttling of password guesses.
+pub mod auth;
 /// Benchmarks printing JSON lines.
 pub mod bench;
 /// The command line: `serve`, `migrate`, `seed`, `import`, `export`, `bench`.
@@ -23,6 +25,8 @@ pub mod store;
 pub mod sync;
 /// Real databases for tests and benchmarks: private PostgreSQL clusters.
 pub mod testkit;
+/// `dsms user …`: users, passwords and API tokens from the command line.
+pub mod users_cli;
 /// The sales service: where reads and writes go.
 pub mod ventes;
 /// HTTP: router, handlers, errors, OpenAPI.

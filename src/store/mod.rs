@@ -13,6 +13,7 @@ mod row;
 pub mod sqlite;
 pub mod state;
 pub mod url;
+pub mod users;
 
 pub use url::{DatabaseUrl, RegionConfig};
 

@@ -47,11 +47,25 @@ impl DatabaseUrl {
         match self {
             Self::Sqlite(path) => format!("sqlite://{}", path.display()),
             Self::Postgres(text) => match url::Url::parse(text) {
-                Ok(mut url) if url.password().is_some() => {
-                    let _ = url.set_password(Some("***"));
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    // libpq-style parameters may carry the password too (`?password=…`).
+                    if url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+                        let pairs: Vec<(String, String)> = url
+                            .query_pairs()
+                            .map(|(k, v)| {
+                                let v = if k.eq_ignore_ascii_case("password") { "***".to_owned() } else { v.into_owned() };
+                                (k.into_owned(), v)
+                            })
+                            .collect();
+                        url.query_pairs_mut().clear().extend_pairs(pairs);
+                    }
                     url.to_string()
                 }
-                _ => text.clone(),
+                // Unreadable: show only the scheme, the rest may hold a secret.
+                Err(_) => "postgres://***".to_owned(),
             },
         }
     }

@@ -16,7 +16,7 @@ use crate::ventes::VenteError;
 pub struct ErrorBody {
     /// A stable machine code: `malformed`, `not_found`, `conflict`, `precondition_failed`,
     /// `payload_too_large`, `unsupported_media_type`, `validation`, `unavailable`, `internal`,
-    /// `method_not_allowed`.
+    /// `method_not_allowed`, `unauthorized`, `forbidden`, `too_many_requests`, `misdirected`.
     #[schema(example = "validation")]
     pub error: &'static str,
     /// What went wrong, in French, for a person.
@@ -122,7 +122,10 @@ impl From<VenteError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable { .. } => Self::Unavailable(error.to_string()),
+            // Never the driver's text: it may name hosts, users or files.
+            StoreError::Unavailable { region, .. } => {
+                Self::Unavailable(format!("la région {region} est injoignable pour le moment ; réessayez"))
+            }
             other => Self::Internal(other.to_string()),
         }
     }

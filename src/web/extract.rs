@@ -25,17 +25,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|essence| {
-                let essence = essence.trim().to_ascii_lowercase();
-                essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
+        if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
@@ -58,6 +48,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
                 Category::Syntax | Category::Io => format!("JSON invalide ({at})"),
             })
         })
+    }
+}
+
+/// True when the body is declared JSON (`application/json` or `application/…+json`).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|essence| {
+            let essence = essence.trim().to_ascii_lowercase();
+            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// A request declared JSON, whatever its (ignored) body: a cross-site HTML form cannot send one
+/// without a CORS preflight, so actions without a body (`POST /api/sync`) cannot be forged. Else 415.
+pub struct DeclaredJson;
+
+impl<S: Send + Sync> FromRequestParts<S> for DeclaredJson {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if is_json(&parts.headers) { Ok(Self) } else { Err(ApiError::UnsupportedMediaType) }
     }
 }
 

@@ -4,13 +4,16 @@
 
 pub mod analytics_api;
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod list_query;
 pub mod monitor_api;
 pub mod openapi;
 pub mod pages;
+pub mod server;
 pub mod sync_api;
+pub mod users_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +41,10 @@ pub struct AppState {
     pub ventes: Arc<Ventes>,
     pub monitor: Arc<Monitor>,
     pub scheduler: Arc<crate::sync::scheduler::Scheduler>,
+    /// Users, tokens and sessions (authentication is on once one user exists).
+    pub auth: Arc<crate::auth::Auth>,
+    /// The host names requests may address.
+    pub hosts: Arc<server::AllowedHosts>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,14 +56,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::serve).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
+        .route("/api/users", get(users_api::list).fallback(method_not_allowed))
         .merge(monitor_api::routes())
         .merge(pages::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(time_limit))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("panic".into()).into_response()))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(state.clone(), monitor_api::track_http))
+        .layer(axum::middleware::from_fn_with_state(state.hosts.clone(), server::check_host))
         .with_state(state)
 }
 

@@ -23,12 +23,14 @@ use crate::domain::{Montant, Produit, Regions};
 #[openapi(
     info(title = "dsms", description = "Gestion des ventes multi-régions : API JSON"),
     paths(api::list, api::create, api::get, api::update, api::delete, sync_api::sync_now, sync_api::conflicts,
-          super::healthz, super::readyz, serve, m::stats, m::stats_history, a::analytics, m::drill, m::prometheus),
+          super::healthz, super::readyz, serve, m::stats, m::stats_history, a::analytics, m::drill, m::prometheus,
+          super::users_api::list),
     components(schemas(api::VenteJson, api::VenteInput, api::VentePage, ErrorBody,
                        m::StatsJson, m::RegionJson, m::StatusJson, m::HistoryJson, m::RoundStatusJson,
-                       a::AnalyticsJson, a::RegionAnalyticsJson, a::TodayJson, a::DayJson, m::DrillInput, m::DrillJson)),
+                       a::AnalyticsJson, a::RegionAnalyticsJson, a::TodayJson, a::DayJson, m::DrillInput, m::DrillJson,
+                       super::users_api::UserJson)),
     tags((name = "ventes", description = "Ventes"), (name = "sync", description = "Réplication entre régions"),
-         (name = "monitoring", description = "Santé et supervision"))
+         (name = "monitoring", description = "Santé et supervision"), (name = "utilisateurs", description = "Utilisateurs et rôles"))
 )]
 pub struct ApiDoc;
 
@@ -63,6 +65,7 @@ pub fn document(regions: &Regions, today: NaiveDate) -> Value {
             param["schema"] = json!({ "anyOf": [region, empty()] });
         }
     }
+    super::auth::document_security(&mut doc);
     doc
 }
 

@@ -13,6 +13,7 @@ pub mod dashboard_view;
 pub mod error;
 pub mod flash;
 pub mod forms;
+pub mod login;
 pub mod views;
 
 use axum::Router;
@@ -42,6 +43,8 @@ pub fn routes() -> Router<AppState> {
         .route("/stats", get(dashboard::page).fallback(method_not_allowed))
         .route("/stats/contenu", get(dashboard::fragment).fallback(method_not_allowed))
         .route("/stats/panne", post(dashboard::drill).fallback(method_not_allowed))
+        .route("/connexion", get(login::page).post(login::login).fallback(method_not_allowed))
+        .route("/deconnexion", post(login::logout).fallback(method_not_allowed))
         .layer(middleware::from_fn(csrf::ensure_nonce));
     let files = Router::new()
         .route("/static/{file}", get(assets::serve).fallback(method_not_allowed))

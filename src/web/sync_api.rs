@@ -97,10 +97,13 @@ impl From<&RoundReport> for RoundJson {
     }
 }
 
-/// Runs a sync round now (after the one in progress, if any) and returns its report.
+/// Runs a sync round now (after the one in progress, if any) and returns its report. The request
+/// must be declared JSON (`Content-Type: application/json`; the body is ignored), so that a
+/// cross-site form cannot trigger it.
 #[utoipa::path(post, path = "/api/sync", tag = "sync",
-    responses((status = 200, description = "Rapport de la synchronisation (même partielle ou échouée)", body = RoundJson)))]
-pub async fn sync_now(State(state): State<AppState>) -> Json<RoundJson> {
+    responses((status = 200, description = "Rapport de la synchronisation (même partielle ou échouée)", body = RoundJson),
+              (status = 415, description = "Requête non déclarée JSON", body = ErrorBody)))]
+pub async fn sync_now(State(state): State<AppState>, _json: super::extract::DeclaredJson) -> Json<RoundJson> {
     Json(RoundJson::from(&state.scheduler.run_now().await))
 }
 

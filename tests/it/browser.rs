@@ -2,6 +2,7 @@
 //! (fantoccini, plain HTTP over loopback), each test against its own server over SQLite.
 
 mod dashboard;
+mod login;
 mod session;
 
 use std::path::Path;
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use session::{Browser, run_in_browser};
 
 /// Fills the add form (the date keeps today's default) and sends it.
-async fn add_through_form(b: &Browser, produit: &str, montant: &str, region: &str) {
+pub(crate) async fn add_through_form(b: &Browser, produit: &str, montant: &str, region: &str) {
     b.fill("#produit", produit).await;
     b.fill("#montant", montant).await;
     b.select("#region", region).await;

@@ -160,3 +160,48 @@ fn a_bad_configuration_exits_1_with_one_error_naming_the_key() {
     let (_, stderr) = expect(dsms(dir.path(), &["--config", "missing.toml", "migrate"], &[]), 1, "missing --config file");
     assert!(stderr.contains("missing.toml"), "{stderr}");
 }
+
+/// Runs `dsms args…` in `dir` with `input` on its standard input (not a terminal).
+fn dsms_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dsms"));
+    command.current_dir(dir).args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn users_are_added_listed_given_tokens_and_removed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = expect(dsms_with_input(dir.path(), &["user", "add", "awa", "--role", "vendeur"], "court\n"), 1, "short password");
+    assert!(stderr.contains("au moins 10 caractères"), "{stderr}");
+    let (_, stderr) =
+        expect(dsms_with_input(dir.path(), &["user", "add", "awa", "--role", "chef"], "un mot de passe long\n"), 2, "bad role");
+    assert!(stderr.contains("lecteur, vendeur ou admin"), "{stderr}");
+    expect(dsms_with_input(dir.path(), &["user", "add", "awa", "--role", "vendeur"], "un mot de passe long\n"), 0, "add");
+    let (_, stderr) = expect(dsms_with_input(dir.path(), &["user", "add", "AWA", "--role", "admin"], "un mot de passe long\n"), 1, "taken");
+    assert!(stderr.contains("existe déjà"), "{stderr}");
+    let (listed, _) = expect(dsms(dir.path(), &["user", "list"], &[]), 0, "list");
+    assert!(listed.contains("awa") && listed.contains("vendeur") && !listed.contains("argon2"), "{listed}");
+    let (token, _) = expect(dsms(dir.path(), &["user", "token", "awa"], &[]), 0, "token");
+    assert!(token.trim().starts_with("dsms_") && token.trim().len() > 40, "{token}");
+    let state = std::fs::read(dir.path().join("dsms-data").join("dsms-state.db")).unwrap();
+    assert!(!state.windows(token.trim().len()).any(|w| w == token.trim().as_bytes()), "only the token's hash is kept");
+    let (revoked, _) = expect(dsms(dir.path(), &["user", "token", "awa", "--revoke"], &[]), 0, "revoke");
+    assert!(revoked.contains("1 jeton"), "{revoked}");
+    expect(dsms_with_input(dir.path(), &["user", "passwd", "awa"], "un autre mot de passe\n"), 0, "passwd");
+    expect(dsms(dir.path(), &["user", "remove", "awa"], &[]), 0, "remove");
+    let (_, stderr) = expect(dsms(dir.path(), &["user", "remove", "awa"], &[]), 1, "remove again");
+    assert!(stderr.contains("inconnu"), "{stderr}");
+}
+
+#[test]
+fn serve_without_users_refuses_a_non_loopback_listen_in_one_french_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = expect(dsms(dir.path(), &["serve"], &[("DSMS_LISTEN", "0.0.0.0:0")]), 1, "protected mode");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("listen")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("dsms user add") && lines[0].contains("allow_anonymous = true"), "{stderr}");
+}

@@ -91,6 +91,7 @@ pub struct TestApp {
     pub ventes: Arc<Ventes>,
     pub scheduler: Arc<dsms::sync::scheduler::Scheduler>,
     pub monitor: Arc<Monitor>,
+    pub auth: Arc<dsms::auth::Auth>,
     pub config: Config,
     _dir: tempfile::TempDir,
     _stop: DropGuard,
@@ -107,10 +108,10 @@ pub async fn spawn_app(backends: Backends) -> Option<TestApp> {
 pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("build the app");
     let base = format!("http://{}", app.local_addr());
-    let (ventes, monitor, scheduler) = (app.ventes(), app.monitor(), app.scheduler());
+    let (ventes, monitor, scheduler, auth) = (app.ventes(), app.monitor(), app.scheduler(), app.auth());
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
-    TestApp { base, http: reqwest::Client::new(), ventes, monitor, scheduler, config, _dir: dir, _stop: stop.drop_guard(), task }
+    TestApp { base, http: reqwest::Client::new(), ventes, monitor, scheduler, auth, config, _dir: dir, _stop: stop.drop_guard(), task }
 }
 
 impl TestApp {

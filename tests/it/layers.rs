@@ -1,6 +1,6 @@
 //! The layers, checked on the source: each module imports only the layers below it.
-//! entry (main, cli, app, config, seed, csvio, bench, testkit) → web → ventes / monitor / sync
-//! → store → domain. Web names nothing of `store` but `StoreError`; domain imports nothing above.
+//! entry (main, cli, users_cli, app, config, seed, csvio, bench, testkit) → web → ventes / monitor /
+//! sync / auth → store → domain. Web names nothing of `store` but `StoreError`; domain imports nothing above.
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +9,9 @@ fn layer(module: &str) -> Option<(&'static str, u8)> {
     Some(match module {
         "domain" => ("domain", 0),
         "store" => ("store", 1),
-        "ventes" | "monitor" | "sync" => ("service", 2),
+        "ventes" | "monitor" | "sync" | "auth" => ("service", 2),
         "web" => ("web", 3),
-        "main" | "lib" | "cli" | "app" | "config" | "seed" | "csvio" | "bench" | "testkit" => ("entry", 4),
+        "main" | "lib" | "cli" | "users_cli" | "app" | "config" | "seed" | "csvio" | "bench" | "testkit" => ("entry", 4),
         _ => return None,
     })
 }

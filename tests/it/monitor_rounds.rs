@@ -17,7 +17,7 @@ async fn stats(app: &TestApp) -> Value {
 }
 
 async fn sync(app: &TestApp) -> Value {
-    let response = app.http.post(app.url("/api/sync")).send().await.unwrap();
+    let response = app.http.post(app.url("/api/sync")).header("content-type", "application/json").send().await.unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }

@@ -8,19 +8,20 @@ use crate::helpers::{ALL_BACKENDS, spawn_app};
 
 /// Every route and the statuses it answers, as the handlers and layers produce them.
 const ROUTES: &[(&str, &str, &[u16])] = &[
-    ("/api/ventes", "get", &[200, 400, 422, 503]),
-    ("/api/ventes", "post", &[201, 400, 409, 413, 415, 422, 503]),
-    ("/api/ventes/{id}", "get", &[200, 400, 404, 503]),
-    ("/api/ventes/{id}", "put", &[200, 400, 404, 409, 412, 413, 415, 422, 503]),
-    ("/api/ventes/{id}", "delete", &[204, 400, 404, 412, 503]),
-    ("/api/sync", "post", &[200]),
-    ("/api/conflicts", "get", &[200, 400, 422, 503]),
-    ("/api/stats", "get", &[200]),
-    ("/api/stats/history", "get", &[200, 422]),
-    ("/api/analytics", "get", &[200, 503]),
-    ("/api/regions/{name}/drill", "post", &[200, 400, 404, 413, 415, 422]),
-    ("/metrics", "get", &[200]),
-    ("/api/openapi.json", "get", &[200]),
+    ("/api/ventes", "get", &[200, 400, 401, 403, 422, 429, 503]),
+    ("/api/ventes", "post", &[201, 400, 401, 403, 409, 413, 415, 422, 429, 503]),
+    ("/api/ventes/{id}", "get", &[200, 400, 401, 403, 404, 429, 503]),
+    ("/api/ventes/{id}", "put", &[200, 400, 401, 403, 404, 409, 412, 413, 415, 422, 429, 503]),
+    ("/api/ventes/{id}", "delete", &[204, 400, 401, 403, 404, 412, 429, 503]),
+    ("/api/sync", "post", &[200, 401, 403, 415, 429]),
+    ("/api/conflicts", "get", &[200, 400, 401, 403, 422, 429, 503]),
+    ("/api/stats", "get", &[200, 401, 403, 429]),
+    ("/api/stats/history", "get", &[200, 401, 403, 422, 429]),
+    ("/api/analytics", "get", &[200, 401, 403, 429, 503]),
+    ("/api/regions/{name}/drill", "post", &[200, 400, 401, 403, 404, 413, 415, 422, 429]),
+    ("/api/users", "get", &[200, 401, 403, 429, 503]),
+    ("/metrics", "get", &[200, 401, 403, 429]),
+    ("/api/openapi.json", "get", &[200, 401, 403, 429]),
     ("/healthz", "get", &[200]),
     ("/readyz", "get", &[200, 503]),
 ];
@@ -56,8 +57,20 @@ async fn the_openapi_document_is_3_1_and_documents_every_route_with_its_error_st
                 assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {code}");
             }
             assert!(operation["operationId"].is_string(), "{method} {path}");
+            let open = ["/healthz", "/readyz"].contains(path);
+            let security = if open { serde_json::json!([]) } else { serde_json::json!([{ "basic": [] }, { "bearer": [] }]) };
+            assert_eq!(operation["security"], security, "{method} {path}");
+            let role = match (*path, *method) {
+                ("/healthz" | "/readyz", _) => Value::Null,
+                ("/api/sync" | "/api/regions/{name}/drill" | "/api/users", _) => "admin".into(),
+                ("/api/ventes" | "/api/ventes/{id}", "post" | "put" | "delete") => "vendeur".into(),
+                _ => "lecteur".into(),
+            };
+            assert_eq!(operation["x-dsms-role"], role, "{method} {path}");
         }
 
+        assert_eq!(doc["components"]["securitySchemes"]["basic"]["scheme"], "basic");
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         let schemas = &doc["components"]["schemas"];
         let error = &schemas["ErrorBody"];
         assert_eq!(error["required"], serde_json::json!(["error", "message", "details"]));

@@ -19,7 +19,7 @@ use crate::sync::new_vente;
 async fn post_sync_runs_a_round_and_reports_every_region() {
     let app = spawn_app(Backends::Sqlite).await.unwrap();
     app.create_vente("Thies", "Mil", "1000").await;
-    let response = app.http.post(app.url("/api/sync")).send().await.unwrap();
+    let response = app.http.post(app.url("/api/sync")).header("content-type", "application/json").send().await.unwrap();
     assert_eq!(response.status(), 200);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["status"], "success");
@@ -39,8 +39,8 @@ async fn concurrent_writes_to_one_sale_show_one_conflict_with_both_versions() {
         let write = LocalWrite::Create { id, vente: new_vente(stores, i, produit, "10") };
         stores[i].write(&write, Utc::now()).await.unwrap();
     }
-    app.http.post(app.url("/api/sync")).send().await.unwrap();
-    app.http.post(app.url("/api/sync")).send().await.unwrap();
+    app.http.post(app.url("/api/sync")).header("content-type", "application/json").send().await.unwrap();
+    app.http.post(app.url("/api/sync")).header("content-type", "application/json").send().await.unwrap();
     let conflicts: Value = app.get("/api/conflicts").await.json().await.unwrap();
     let conflicts = conflicts.as_array().unwrap();
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");

@@ -7,6 +7,7 @@
 //! site can neither read a token nor forge one, even if it could plant a cookie. As a second
 //! line, a request a browser marks as cross-site (`Sec-Fetch-Site`) or whose `Origin` is another
 //! host is refused. A restart changes the secret: open forms then fail with a page asking to reload.
+//! Once logged in, the nonce is the session's (`SessionNonce`), so tokens are bound to the session.
 
 use std::sync::LazyLock;
 
@@ -88,11 +89,17 @@ fn well_formed(nonce: &str) -> bool {
     (20..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Middleware of the pages: gives each request a nonce (the visitor's, or a new one that the
-/// answer then sets as the cookie).
+/// The nonce of a logged-in visitor's session (set by `web::auth`): their forms' tokens are bound
+/// to the session rather than to the `dsms_csrf` cookie, and change at each login.
+#[derive(Clone, Debug)]
+pub struct SessionNonce(pub String);
+
+/// Middleware of the pages: gives each request a nonce (the session's, the visitor's, or a new one
+/// that the answer then sets as the cookie).
 pub async fn ensure_nonce(mut request: Request, next: Next) -> Response {
-    let nonce = match cookie(request.headers(), COOKIE).filter(|n| well_formed(n)) {
-        Some(value) => Nonce { value: value.to_owned(), from_cookie: true },
+    let session = request.extensions().get::<SessionNonce>().filter(|n| well_formed(&n.0)).map(|n| n.0.clone());
+    let nonce = match session.or_else(|| cookie(request.headers(), COOKIE).filter(|n| well_formed(n)).map(str::to_owned)) {
+        Some(value) => Nonce { value, from_cookie: true },
         None => Nonce { value: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>()), from_cookie: false },
     };
     request.extensions_mut().insert(nonce.clone());
