@@ -314,8 +314,9 @@ async fn run(viewer: Viewer, protected: bool, request: Request, next: Next) -> R
 }
 
 /// Writes into the OpenAPI document its security schemes and, per operation, who may call it:
-/// `security` (none for open ones), `x-dsms-role`, and the 401/403 answers.
-pub fn document_security(doc: &mut Value) {
+/// `security` (none for open ones), `x-dsms-role`, and the 401/403 answers. With `anonymous`
+/// (authentication is off: no user yet), every operation also accepts no credentials (`{}`).
+pub fn document_security(doc: &mut Value, anonymous: bool) {
     if let Some(components) = doc.get_mut("components").and_then(Value::as_object_mut) {
         components.insert(
             "securitySchemes".into(),
@@ -337,7 +338,11 @@ pub fn document_security(doc: &mut Value) {
                     operation.insert("security".into(), json!([]));
                 }
                 Some(role) => {
-                    operation.insert("security".into(), json!([{ "basic": [] }, { "bearer": [] }]));
+                    let mut schemes = vec![json!({ "basic": [] }), json!({ "bearer": [] })];
+                    if anonymous {
+                        schemes.push(json!({}));
+                    }
+                    operation.insert("security".into(), Value::Array(schemes));
                     operation.insert("x-dsms-role".into(), json!(role.as_str()));
                     let description = operation.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
                     operation.insert("description".into(), json!(format!("{description}\n\nRôle requis : {role}.").trim().to_owned()));
@@ -356,6 +361,19 @@ pub fn document_security(doc: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_document_makes_credentials_optional_only_while_authentication_is_off() {
+        let doc = || json!({ "components": {}, "paths": { "/api/ventes": { "get": { "responses": {} } }, "/healthz": { "get": {} } } });
+        for (anonymous, expected) in
+            [(false, json!([{ "basic": [] }, { "bearer": [] }])), (true, json!([{ "basic": [] }, { "bearer": [] }, {}]))]
+        {
+            let mut doc = doc();
+            document_security(&mut doc, anonymous);
+            assert_eq!(doc["paths"]["/api/ventes"]["get"]["security"], expected, "anonymous: {anonymous}");
+            assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+        }
+    }
 
     #[test]
     fn each_route_needs_its_role() {

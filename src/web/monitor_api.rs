@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AppJson, Member, Unknown, unknown_fields};
+use super::extract::{AppJson, Member, QueryOf, Unknown, unknown_fields};
 use super::list_query::read_limit;
 use super::{AppState, method_not_allowed, openapi};
 use crate::monitor::health::{self, Status};
@@ -271,8 +271,12 @@ pub struct HistoryParams {
 /// The newest rounds, newest first (1,000 are kept), for charts.
 #[utoipa::path(get, path = "/api/stats/history", tag = "monitoring", params(HistoryParams),
     responses((status = 200, description = "Historique des synchronisations", body = Vec<HistoryJson>),
+              (status = 400, description = "Requête mal formée (paramètre répété)", body = ErrorBody),
               (status = 422, description = "limit invalide", body = ErrorBody)))]
-pub async fn stats_history(State(state): State<AppState>, Query(params): Query<HistoryParams>) -> Result<Json<Vec<HistoryJson>>, ApiError> {
+pub async fn stats_history(
+    State(state): State<AppState>,
+    QueryOf(params): QueryOf<HistoryParams>,
+) -> Result<Json<Vec<HistoryJson>>, ApiError> {
     let max = u32::try_from(HISTORY_KEPT).unwrap_or(u32::MAX);
     let limit = read_limit(params.limit.as_deref(), 100, max).map_err(|e| ApiError::Invalid(vec![e]))? as usize;
     Ok(Json(state.monitor.history(limit).iter().map(HistoryJson::from).collect()))

@@ -37,11 +37,15 @@ pub struct ApiDoc;
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "monitoring", responses((status = 200, description = "Document OpenAPI 3.1", body = Object)))]
 pub async fn serve(State(state): State<AppState>) -> Json<Value> {
-    Json(document(state.ventes.regions(), state.ventes.today()))
+    // While no user exists, authentication is off and the document says so; if that cannot be
+    // read, the document claims the stricter rule.
+    let anonymous = !state.auth.enabled().await.unwrap_or(true);
+    Json(document(state.ventes.regions(), state.ventes.today(), anonymous))
 }
 
-/// The document for a server with these regions, on this day.
-pub fn document(regions: &Regions, today: NaiveDate) -> Value {
+/// The document for a server with these regions, on this day; `anonymous`: whether calls without
+/// credentials are accepted (no user exists yet).
+pub fn document(regions: &Regions, today: NaiveDate, anonymous: bool) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     let names: Vec<&str> = regions.iter().map(|r| r.as_str()).collect();
     let region = json!({ "type": "string", "enum": names });
@@ -52,6 +56,10 @@ pub fn document(regions: &Regions, today: NaiveDate) -> Value {
     }
     if let Some(slot) = doc.pointer_mut("/components/schemas/VenteInput/properties/dateVente") {
         merge(slot, &json!({ "pattern": date_pattern(DateVente::earliest(), DateVente::latest(today)) }));
+    }
+    // `POST /api/sync` ignores its body: any JSON value is accepted (only the content type counts).
+    if let Some(slot) = doc.pointer_mut("/paths/~1api~1sync/post/requestBody/content/application~1json/schema") {
+        *slot = json!({});
     }
     // Unknown members are refused (each named), as `deny_unknown_fields` would.
     for schema in ["VenteInput", "DrillInput"] {
@@ -65,7 +73,7 @@ pub fn document(regions: &Regions, today: NaiveDate) -> Value {
             param["schema"] = json!({ "anyOf": [region, empty()] });
         }
     }
-    super::auth::document_security(&mut doc);
+    super::auth::document_security(&mut doc, anonymous);
     doc
 }
 

@@ -1,13 +1,14 @@
 //! Sync on demand and the conflict log: handlers only.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::api::VenteJson;
 use super::error::{ApiError, ErrorBody};
+use super::extract::QueryOf;
 use super::list_query::read_limit;
 use super::{AppState, openapi};
 use crate::domain::lww::Conflict;
@@ -101,6 +102,8 @@ impl From<&RoundReport> for RoundJson {
 /// must be declared JSON (`Content-Type: application/json`; the body is ignored), so that a
 /// cross-site form cannot trigger it.
 #[utoipa::path(post, path = "/api/sync", tag = "sync",
+    request_body(content = Object, content_type = "application/json",
+        description = "Corps ignoré ; la requête doit être déclarée JSON (un formulaire d'un autre site ne peut donc pas lancer de synchronisation)."),
     responses((status = 200, description = "Rapport de la synchronisation (même partielle ou échouée)", body = RoundJson),
               (status = 415, description = "Requête non déclarée JSON", body = ErrorBody)))]
 pub async fn sync_now(State(state): State<AppState>, _json: super::extract::DeclaredJson) -> Json<RoundJson> {
@@ -163,7 +166,10 @@ pub struct ConflictParams {
         (status = 422, description = "Paramètre invalide", body = ErrorBody),
         (status = 503, description = "Aucune région joignable", body = ErrorBody),
     ))]
-pub async fn conflicts(State(state): State<AppState>, Query(params): Query<ConflictParams>) -> Result<Json<Vec<ConflictJson>>, ApiError> {
+pub async fn conflicts(
+    State(state): State<AppState>,
+    QueryOf(params): QueryOf<ConflictParams>,
+) -> Result<Json<Vec<ConflictJson>>, ApiError> {
     let limit = read_limit(params.limit.as_deref(), 100, 500).map_err(|e| ApiError::Invalid(vec![e]))?;
     let all = state.ventes.conflicts(limit).await.ok_or_else(|| ApiError::Unavailable("aucune région n'est joignable".into()))?;
     Ok(Json(all.iter().map(ConflictJson::from).collect()))
