@@ -2,6 +2,8 @@
 //! region (or, when it is down, to the first reachable region), read fail-over, and pushing each
 //! write on to the other regions at once. Leaves: SQL (store/), validation (domain/), HTTP (web/).
 
+mod import;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use crate::domain::version::WallClock;
 use crate::domain::{Expect, ListQuery, LocalWrite, NewVente, Page, RegionName, Regions, Vente, VenteId, WriteOutcome};
 use crate::store::guard::{Breaker, Guarded};
 use crate::store::{Batch, Store, StoreError};
+
+pub use import::{ImportLine, ImportMode};
 
 /// How long a write waits for its immediate push to the other regions; what misses it is
 /// carried by the next sync round.

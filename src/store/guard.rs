@@ -70,6 +70,9 @@ impl<G: Guard> Store for Guarded<G> {
     async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
         self.call(self.inner.get(id)).await
     }
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        self.call(self.inner.get_batch(ids)).await
+    }
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         self.call(self.inner.write(write, now)).await
     }

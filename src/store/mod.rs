@@ -93,6 +93,17 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
     /// A sale by id, tombstones included.
     async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError>;
+    /// The sales held among `ids`, tombstones included, in one read (an import judges a batch of
+    /// lines against them).
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(vente) = self.get(*id).await? {
+                found.insert(*id, vente);
+            }
+        }
+        Ok(found)
+    }
     /// Applies a client write, stamping a new version from this region's clock (same transaction).
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError>;
     /// Creates or overwrites many sales as local writes with fresh versions (import, seed).

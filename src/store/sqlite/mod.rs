@@ -124,6 +124,14 @@ impl Store for SqliteStore {
         SqliteStore::get(self, id).await
     }
 
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await.map_err(self.err())?;
+            self.get_many(&mut conn, ids).await
+        })
+        .await
+    }
+
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         SqliteStore::write(self, write, now).await
     }
