@@ -66,6 +66,11 @@ impl Engine {
         Self { clock, ..self }
     }
 
+    /// Wall time as this engine reads it (rounds are dated by it).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.clock)()
+    }
+
     pub fn stores(&self) -> &[Arc<dyn Store>] {
         &self.stores
     }

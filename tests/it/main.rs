@@ -20,3 +20,4 @@ mod props;
 mod sync;
 mod sync_api;
 mod sync_cases;
+mod sync_request;
