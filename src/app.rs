@@ -55,7 +55,7 @@ pub fn monitor_config(config: &Config) -> MonitorConfig {
     MonitorConfig {
         data_dir: config.data_dir.clone(),
         probe_interval: config.probe_interval,
-        thresholds: Thresholds { max_clock_skew: config.max_clock_skew, ..Thresholds::default() },
+        thresholds: Thresholds { max_clock_skew: config.max_clock_skew, max_feed_hold: config.max_feed_hold, ..Thresholds::default() },
     }
 }
 

@@ -116,6 +116,9 @@ impl<G: Guard> Store for Guarded<G> {
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
         self.call(self.inner.listen_for_changes(wake)).await
     }
+    async fn feed_hold(&self) -> Result<Option<super::FeedHold>, StoreError> {
+        self.call(self.inner.feed_hold()).await
+    }
     async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
         self.call(self.inner.conflicts(limit)).await
     }

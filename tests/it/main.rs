@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod cli;
+mod feed_hold;
 mod foreign_writers;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
