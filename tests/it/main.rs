@@ -19,3 +19,4 @@ mod props;
 mod sync;
 mod sync_api;
 mod sync_cases;
+mod tls;
