@@ -22,3 +22,4 @@ mod sync;
 mod sync_api;
 mod sync_cases;
 mod sync_request;
+mod tls;
