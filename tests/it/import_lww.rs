@@ -110,3 +110,51 @@ async fn an_old_export_reimported_on_postgres_reverts_nothing_and_replace_revert
 async fn an_old_export_reimported_on_mixed_regions_reverts_nothing_and_replace_reverts_everything() {
     an_old_export_reimported_leaves_newer_edits_and_deletions_standing(Backends::Mixed).await;
 }
+
+/// Runs the real `dsms args…` in `dir` (embedded SQLite regions), returns (exit code, stderr).
+fn dsms(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dsms"))
+        .current_dir(dir)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn the_import_command_names_each_skipped_line_and_replace_makes_the_file_win() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(dsms(dir.path(), &["seed", "--count", "5"]).0, Some(0));
+    assert_eq!(dsms(dir.path(), &["export", "-o", "old.csv"]).0, Some(0));
+    let old = std::fs::read_to_string(dir.path().join("old.csv")).unwrap();
+    // The same sales, edited later (a file written after the export: its lines are newer).
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut newer = csv::Writer::from_writer(Vec::new());
+    for (i, record) in csv::Reader::from_reader(old.as_bytes()).records().enumerate() {
+        let r = record.unwrap();
+        if i == 0 {
+            newer.write_record(["id", "produit", "montant", "date_vente", "region", "updated_at", "deleted"]).unwrap();
+        }
+        newer.write_record([&r[0], "Édité", &r[2], &r[3], &r[4], &now, "false"]).unwrap();
+    }
+    std::fs::write(dir.path().join("new.csv"), newer.into_inner().unwrap()).unwrap();
+
+    let (code, stderr) = dsms(dir.path(), &["import", "-i", "new.csv"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("5 ventes importées (0 créées, 5 mises à jour)"), "{stderr}");
+    let (code, stderr) = dsms(dir.path(), &["import", "-i", "old.csv"]);
+    assert_eq!(code, Some(0), "skipped lines are not errors: {stderr}");
+    assert!(stderr.contains("ligne 2 : ignorée : version plus récente en base"), "{stderr}");
+    assert!(stderr.contains("0 ventes importées") && stderr.contains("5 ignorées (version plus récente en base)"), "{stderr}");
+    assert_eq!(dsms(dir.path(), &["export", "-o", "now.csv"]).0, Some(0));
+    let exported = std::fs::read_to_string(dir.path().join("now.csv")).unwrap();
+    assert_eq!(exported.matches("Édité").count(), 5, "{exported}");
+
+    let (code, stderr) = dsms(dir.path(), &["import", "-i", "old.csv", "--replace"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("5 ventes importées (0 créées, 5 mises à jour)"), "{stderr}");
+    assert_eq!(dsms(dir.path(), &["export", "-o", "now.csv"]).0, Some(0));
+    assert_eq!(std::fs::read_to_string(dir.path().join("now.csv")).unwrap().matches("Édité").count(), 0);
+}
