@@ -172,3 +172,24 @@ async fn two_instances_editing_one_sale_at_once_converge_by_lww_with_one_conflic
     }
     assert_eq!(losers.len(), 1, "one edit lost, logged once: {losers:?}");
 }
+
+#[test]
+fn the_deployment_examples_are_valid_configurations_one_per_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("pg-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for (file, home) in [("dakar.toml", "Dakar"), ("thies.toml", "Thies"), ("saint-louis.toml", "Saint-Louis")] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap().replace("/etc/dsms/pg-password", password.to_str().unwrap());
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        let config = dsms::config::load(dsms::config::ConfigSource::Explicit(&path)).unwrap();
+        assert_eq!(config.home.as_ref().map(|h| h.as_str()), Some(home), "{file}");
+        assert_eq!(config.regions.len(), 3, "{file}");
+        assert!(config.edge.tls.is_some(), "{file}: HTTPS");
+        for region in &config.regions {
+            let DatabaseUrl::Postgres(url) = &region.url else { panic!("{file}: PostgreSQL regions") };
+            assert!(url.contains("sslmode=verify-full") && url.contains(":secret@"), "{file}: {}", region.url.redacted());
+        }
+    }
+}
