@@ -63,7 +63,8 @@ impl Ventes {
             }
             let Some((region, (written, group_verdicts))) = done else { return Err(VenteError::NoRegionReachable(failures)) };
             let ventes: Vec<Vente> = written.iter().map(|(_, v)| v.clone()).collect();
-            self.push_many(&region, &ventes).await;
+            // The command ends with every reachable region served.
+            super::push_to(self.others(&region), ventes).await;
             for (kind, vente) in &written {
                 self.notify(*kind, vente);
             }

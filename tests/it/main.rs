@@ -10,6 +10,7 @@ mod feed_hold;
 mod foreign_writers;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod home;
 mod import_lww;
 mod layers;
 mod monitor;
