@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::COLUMNS;
 use super::PgStore;
 use crate::domain::lww::Conflict;
-use crate::domain::{ListQuery, Page, RegionName, Vente, VenteId};
+use crate::domain::{Cursor, ListQuery, Page, RegionName, Vente, VenteId};
 use crate::store::StoreError;
 use crate::store::row::{from_snapshot, like_pattern};
 
@@ -32,30 +33,59 @@ impl PgStore {
             .fetch_optional(&mut *conn)
             .await
             .map_err(self.err())?;
-        row.map(|r| self.vente(&r)).transpose()
+        match row.map(|r| self.decode(&r)).transpose()? {
+            Some(Err(bad)) => {
+                self.quarantine_bad(conn, std::slice::from_ref(&bad)).await?;
+                Ok(None)
+            }
+            Some(Ok(vente)) => Ok(Some(vente)),
+            None => Ok(None),
+        }
+    }
+
+    /// Rows a listing reads after `after`, at most `n`.
+    async fn list_rows(&self, q: &ListQuery, after: Option<Cursor>, n: i64) -> Result<Vec<PgRow>, StoreError> {
+        let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM vente WHERE deleted = false"));
+        if let Some(region) = &q.region {
+            query.push(" AND region = ").push_bind(region.as_str());
+        }
+        if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+            query.push(" AND produit_norm LIKE ").push_bind(like_pattern(text)).push(" ESCAPE '\\'");
+        }
+        if let Some(from) = q.from {
+            query.push(" AND date_vente >= ").push_bind(from);
+        }
+        if let Some(to) = q.to {
+            query.push(" AND date_vente <= ").push_bind(to);
+        }
+        if let Some(after) = &after {
+            query.push(" AND (updated_at, id) < (").push_bind(after.updated_at).push(", ").push_bind(after.id.0).push(")");
+        }
+        query.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(n);
+        query.build().fetch_all(&self.pool).await.map_err(self.err())
     }
 
     pub(super) async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
         self.bounded(async {
-            let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM vente WHERE deleted = false"));
-            if let Some(region) = &q.region {
-                query.push(" AND region = ").push_bind(region.as_str());
+            // Rows that cannot be decoded are left out (and quarantined): read on until the page
+            // is full or the table ends, so that they never shorten a page or end the listing.
+            let wanted = q.limit as usize + 1;
+            let mut items = Vec::with_capacity(wanted);
+            let mut after = q.after;
+            loop {
+                let n = wanted - items.len();
+                let rows = self.list_rows(q, after, i64::try_from(n).unwrap_or(i64::MAX)).await?;
+                // Where the next read starts; a row whose key cannot be read ends the listing.
+                let last = rows
+                    .last()
+                    .and_then(|row| Some(Cursor { updated_at: row.try_get("updated_at").ok()?, id: VenteId(row.try_get("id").ok()?) }));
+                let exhausted = rows.len() < n;
+                items.extend(self.decode_all(&rows).await?);
+                match last {
+                    Some(last) if !exhausted && items.len() < wanted => after = Some(last),
+                    _ => break,
+                }
             }
-            if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
-                query.push(" AND produit_norm LIKE ").push_bind(like_pattern(text)).push(" ESCAPE '\\'");
-            }
-            if let Some(from) = q.from {
-                query.push(" AND date_vente >= ").push_bind(from);
-            }
-            if let Some(to) = q.to {
-                query.push(" AND date_vente <= ").push_bind(to);
-            }
-            if let Some(after) = &q.after {
-                query.push(" AND (updated_at, id) < (").push_bind(after.updated_at).push(", ").push_bind(after.id.0).push(")");
-            }
-            query.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
-            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
-            let mut items = rows.iter().map(|r| self.vente(r)).collect::<Result<Vec<_>, _>>()?;
             let more = items.len() > q.limit as usize;
             items.truncate(q.limit as usize);
             let next = if more { items.last().map(crate::domain::Cursor::of) } else { None };
