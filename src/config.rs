@@ -21,7 +21,10 @@ pub struct Config {
     /// `None`: no periodic rounds.
     pub sync_interval: Option<Duration>,
     pub sync_on_write: bool,
+    /// A writer (this server) or region whose clock is further off than this is shown WARNING.
     pub max_clock_skew: Duration,
+    /// A replicated version further ahead of the receiving database's clock is quarantined there.
+    pub max_future: Duration,
     /// Timeout to open a connection to a region.
     pub connect_timeout: Duration,
     /// Timeout of each statement sent to a region.
@@ -62,6 +65,7 @@ struct RawConfig {
     sync_interval: String,
     sync_on_write: bool,
     max_clock_skew: String,
+    max_future: String,
     connect_timeout: String,
     statement_timeout: String,
     log_format: String,
@@ -104,6 +108,7 @@ impl Default for RawConfig {
             sync_interval: "60s".into(),
             sync_on_write: true,
             max_clock_skew: "2s".into(),
+            max_future: "24h".into(),
             connect_timeout: "3s".into(),
             statement_timeout: "10s".into(),
             log_format: "text".into(),
@@ -281,6 +286,7 @@ impl RawConfig {
             sync_interval,
             sync_on_write: self.sync_on_write,
             max_clock_skew: duration("max_clock_skew", &self.max_clock_skew)?,
+            max_future: positive("max_future", &self.max_future)?,
             connect_timeout: duration("connect_timeout", &self.connect_timeout)?,
             statement_timeout: duration("statement_timeout", &self.statement_timeout)?,
             log_json,
@@ -377,6 +383,9 @@ mod tests {
         assert_eq!(config.data_dir, Path::new("/tmp/x"));
         assert_eq!(config.probe_interval, Some(Duration::from_secs(10)));
         assert_eq!(config.max_clock_skew, Duration::from_secs(2));
+        assert_eq!(config.max_future, Duration::from_secs(24 * 3600));
+        let raw = RawConfig { max_future: "0s".into(), ..RawConfig::default() };
+        assert_eq!(raw.validate().unwrap_err().key, "max_future");
     }
 
     #[test]

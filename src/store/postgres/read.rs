@@ -127,16 +127,29 @@ impl PgStore {
 
     pub(super) async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
         self.bounded(async {
-            let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM vente WHERE true"));
-            if !include_deleted {
-                query.push(" AND deleted = false");
+            // Rows that cannot be decoded are left out (and quarantined); reading goes on past
+            // them, so that a page is short only at the end of the table.
+            let mut ventes = Vec::with_capacity(limit as usize);
+            let mut after = after;
+            loop {
+                let n = limit as usize - ventes.len();
+                let mut query = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM vente WHERE true"));
+                if !include_deleted {
+                    query.push(" AND deleted = false");
+                }
+                if let Some(after) = after {
+                    query.push(" AND id > ").push_bind(after.0);
+                }
+                query.push(" ORDER BY id LIMIT ").push_bind(i64::try_from(n).unwrap_or(i64::MAX));
+                let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+                let last = rows.last().and_then(|row| row.try_get("id").ok().map(VenteId));
+                let exhausted = rows.len() < n;
+                ventes.extend(self.decode_all(&rows).await?);
+                match last {
+                    Some(last) if !exhausted && ventes.len() < limit as usize => after = Some(last),
+                    _ => return Ok(ventes),
+                }
             }
-            if let Some(after) = after {
-                query.push(" AND id > ").push_bind(after.0);
-            }
-            query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
-            let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
-            rows.iter().map(|r| self.vente(r)).collect()
         })
         .await
     }
