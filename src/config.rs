@@ -81,6 +81,11 @@ struct RawConfig {
     session_lifetime: String,
     login_max_failures: u32,
     login_window: String,
+    /// HTTPS: the server's certificate chain and private key, PEM files (both or neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
     regions: Vec<RawRegion>,
 }
 
@@ -123,6 +128,8 @@ impl Default for RawConfig {
             session_lifetime: "12h".into(),
             login_max_failures: 5,
             login_window: "1m".into(),
+            tls_cert: None,
+            tls_key: None,
             regions: Vec::new(),
         }
     }
@@ -269,7 +276,14 @@ impl RawConfig {
                 Some(hosts)
             }
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(crate::web::tls::TlsFiles { cert, key }),
+            (Some(_), None) => return Err(ConfigError::new("tls_key", "manquante : tls_cert demande aussi tls_key (la clé privée, PEM)")),
+            (None, Some(_)) => return Err(ConfigError::new("tls_cert", "manquant : tls_key demande aussi tls_cert (le certificat, PEM)")),
+        };
         let edge = EdgeConfig {
+            tls,
             allowed_hosts,
             header_read_timeout: positive("header_read_timeout", &self.header_read_timeout)?,
             idle_timeout: positive("idle_timeout", &self.idle_timeout)?,

@@ -14,6 +14,7 @@ pub mod pages;
 pub mod quarantine_api;
 pub mod server;
 pub mod sync_api;
+pub mod tls;
 pub mod users_api;
 
 use std::sync::Arc;

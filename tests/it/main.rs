@@ -20,3 +20,4 @@ mod quarantine;
 mod sync;
 mod sync_api;
 mod sync_cases;
+mod tls;
