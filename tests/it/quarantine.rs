@@ -325,3 +325,34 @@ async fn a_server_whose_clock_is_off_is_flagged_and_stamps_from_the_later_clock(
         let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
     }
 }
+
+#[tokio::test]
+async fn a_target_holding_a_bad_copy_takes_a_newer_version_instead_of_failing_the_pair() {
+    for urls in [None, pg_urls()] {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = urls.is_some();
+        let urls = urls.unwrap_or_else(|| sqlite_urls(dir.path()));
+        let stores = open_stores(urls.clone()).await;
+        let engine = Engine::new(stores.clone(), EngineOptions::default());
+        let id = VenteId::generate();
+        let created =
+            match stores[0].write(&LocalWrite::Create { id, vente: new_vente(&stores, 0, "Mil", "10") }, Utc::now()).await.unwrap() {
+                WriteOutcome::Written(v) => v,
+                other => panic!("{other:?}"),
+            };
+        engine.round().await;
+
+        // Thies's copy is broken by hand (same version), then Dakar edits the sale.
+        Raw::open(&urls[1]).await.put(id.0, "   ", 1_000, Some(created.version.hlc.0), None).await;
+        assert!(stores[1].get(id).await.unwrap().is_none(), "pg={pg}: a bad row reads as absent");
+        assert_eq!(stores[1].quarantine(10).await.unwrap().len(), 1, "pg={pg}");
+        let edit = LocalWrite::Update { id, vente: new_vente(&stores, 0, "Mil rouge", "12"), expect: Expect::Nothing };
+        stores[0].write(&edit, Utc::now()).await.unwrap();
+        let report = engine.round().await;
+        assert!(report.pairs.iter().all(|p| p.error.is_none()), "pg={pg}: {:?}", report.pairs);
+        for store in &stores {
+            assert_eq!(store.get(id).await.unwrap().unwrap().produit.as_str(), "Mil rouge", "pg={pg}: {}", store.region());
+        }
+        assert!(stores[1].quarantine(10).await.unwrap().is_empty(), "pg={pg}: the copy was replaced, not quarantined any more");
+    }
+}

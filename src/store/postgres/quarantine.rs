@@ -56,10 +56,19 @@ impl PgStore {
         if ids.is_empty() {
             return Ok(());
         }
+        let mut conn = self.pool.acquire().await.map_err(self.err())?;
+        self.release_healed_in(&mut conn, ids).await
+    }
+
+    /// As `release_healed`, on the caller's connection (inside an apply).
+    pub(super) async fn release_healed_in(&self, conn: &mut PgConnection, ids: &[uuid::Uuid]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let done = sqlx::query("DELETE FROM dsms_quarantine WHERE region = $1 AND vente_id = ANY($2)")
             .bind(self.region.as_str())
             .bind(ids)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(self.err())?;
         if done.rows_affected() > 0 {

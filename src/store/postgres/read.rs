@@ -27,6 +27,33 @@ impl PgStore {
         rows.iter().map(|r| self.vente(r).map(|v| (v.id, v))).collect()
     }
 
+    /// As `get_many`, for an apply: rows that cannot be decoded are quarantined (in the caller's
+    /// transaction) and left out, so the apply judges them by their version alone (the upsert's
+    /// guard) instead of failing; their ids are returned apart.
+    pub(super) async fn get_many_readable(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[VenteId],
+    ) -> Result<(HashMap<VenteId, Vente>, Vec<VenteId>), StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        let (mut found, mut bad) = (HashMap::with_capacity(rows.len()), Vec::new());
+        for row in &rows {
+            match self.decode(row)? {
+                Ok(v) => {
+                    found.insert(v.id, v);
+                }
+                Err(b) => bad.push(b),
+            }
+        }
+        self.quarantine_bad(conn, &bad).await?;
+        Ok((found, bad.into_iter().map(|b| VenteId(b.id)).collect()))
+    }
+
     pub(super) async fn get_in(&self, conn: &mut PgConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = $1"))
             .bind(id.0)

@@ -112,8 +112,14 @@ impl ApplySql for SqliteApply<'_> {
             .map_err(self.store.err())
     }
 
-    async fn stored(&mut self, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
-        self.store.get_many(self.conn, ids).await
+    async fn stored(&mut self, ids: &[VenteId]) -> Result<(HashMap<VenteId, Vente>, Vec<VenteId>), StoreError> {
+        self.store.get_many_readable(self.conn, ids).await
+    }
+
+    async fn release_readable(&mut self, ids: &[VenteId]) -> Result<(), StoreError> {
+        let (readable, _) = self.store.get_many_readable(self.conn, ids).await?;
+        let ids: Vec<uuid::Uuid> = readable.keys().map(|id| id.0).collect();
+        self.store.release_healed_in(self.conn, &ids).await
     }
 
     async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError> {

@@ -85,7 +85,15 @@ impl SqliteStore {
             return Ok(());
         }
         let mut conn = self.pool.acquire().await.map_err(self.err())?;
-        let released = self.release(&mut conn, &self.region, ids, None).await?;
+        self.release_healed_in(&mut conn, ids).await
+    }
+
+    /// As `release_healed`, on the caller's connection (inside an apply: SQLite has one writer).
+    pub(super) async fn release_healed_in(&self, conn: &mut SqliteConnection, ids: &[uuid::Uuid]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let released = self.release(conn, &self.region, ids, None).await?;
         if released > 0 {
             tracing::info!(region = %self.region, lignes = released, "lignes corrigées : sorties de quarantaine");
         }

@@ -32,6 +32,35 @@ impl SqliteStore {
         Ok(found)
     }
 
+    /// As `get_many`, for an apply: rows that cannot be decoded are quarantined (in the caller's
+    /// transaction) and left out, so the apply judges them by their version alone (the upsert's
+    /// guard) instead of failing; their ids are returned apart.
+    pub(super) async fn get_many_readable(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ids: &[VenteId],
+    ) -> Result<(HashMap<VenteId, Vente>, Vec<VenteId>), StoreError> {
+        let (mut found, mut bad) = (HashMap::with_capacity(ids.len()), Vec::new());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE id IN ("));
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.0);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut *conn).await.map_err(self.err())? {
+                match self.decode(&row)? {
+                    Ok(v) => {
+                        found.insert(v.id, v);
+                    }
+                    Err(b) => bad.push(b),
+                }
+            }
+        }
+        self.quarantine_bad(conn, &bad).await?;
+        Ok((found, bad.into_iter().map(|b| VenteId(b.id)).collect()))
+    }
+
     pub(super) async fn get_in(&self, conn: &mut sqlx::SqliteConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ?"))
             .bind(id.0)
