@@ -25,9 +25,17 @@ pub(crate) struct Bad {
     pub id: Uuid,
     pub field: &'static str,
     pub reason: String,
+    /// The row's clock value as read, when readable: it is recorded only if the row still holds
+    /// it (a reader that met the bad row may record it after a newer version replaced it).
+    pub hlc: Option<i64>,
 }
 
 impl Bad {
+    /// The same, naming the clock value the row held when read.
+    pub fn at(self, hlc: Option<i64>) -> Self {
+        Self { hlc, ..self }
+    }
+
     /// The error a strict reader (a write that must see the row) reports.
     pub fn corrupt(self, region: &RegionName) -> StoreError {
         StoreError::Corrupt { region: region.clone(), message: format!("vente {} : {}", self.id, self.reason) }
@@ -35,7 +43,7 @@ impl Bad {
 
     /// A column the driver could not read at all (SQLite keeps any type in any column).
     pub fn unreadable(id: Uuid, field: &'static str, error: &sqlx::Error) -> Self {
-        Self { id, field, reason: format!("colonne {field} illisible : {error}") }
+        Self { id, field, reason: format!("colonne {field} illisible : {error}"), hlc: None }
     }
 }
 

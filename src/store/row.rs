@@ -31,7 +31,7 @@ pub(crate) struct VenteRow {
 impl VenteRow {
     /// The sale, or why this row cannot be one (it goes to quarantine, see `quarantine.rs`).
     pub fn decode(self) -> Result<Vente, Bad> {
-        let bad = |field: &'static str, reason: String| Bad { id: self.id, field, reason };
+        let bad = |field: &'static str, reason: String| Bad { id: self.id, field, reason, hlc: Some(self.hlc) };
         let produit = Produit::parse(&self.produit).map_err(|e| bad("produit", format!("produit invalide : {e}")))?;
         let montant = Montant::from_cents(self.montant_cents).map_err(|e| bad("montant", format!("montant hors limites : {e}")))?;
         let seen = Seen::decode(&self.seen).ok_or_else(|| bad("seen", format!("historique (seen) illisible : « {} »", self.seen)))?;

@@ -178,6 +178,12 @@ async fn bad_rows_are_quarantined_the_feed_moves_on_and_once_fixed_they_replicat
         assert!(ids.contains(&good_id.to_string().as_str()), "{context}: {ids:?}");
         assert!(bad.iter().all(|b| !ids.contains(&b.to_string().as_str())), "{context}: {ids:?}");
 
+        // A quarantined sale reads as absent: 404, never a 500, for a read or a write.
+        let path = format!("/api/ventes/{}", bad[0]);
+        assert_eq!(app.get(&path).await.status(), 404, "{context}");
+        let body = crate::helpers::vente_body("Mil", serde_json::json!("10"), "2026-01-15", "Dakar");
+        assert_eq!(app.http.put(app.url(&path)).json(&body).send().await.unwrap().status(), 404, "{context}");
+
         // Listed in quarantine, each with a reason; the region is WARNING, and counted.
         let items = json(&app, "/api/quarantine").await;
         let items = items.as_array().unwrap();

@@ -109,11 +109,16 @@ impl PgStore {
     /// an unreadable id or a driver failure the outer error.
     fn decode(&self, row: &PgRow) -> Result<Result<Vente, Bad>, StoreError> {
         let id: uuid::Uuid = row.try_get("id").map_err(self.err())?;
+        let hlc: Option<i64> = row.try_get("hlc").ok();
         let decoded = (|| {
             let get = |field: &'static str| move |e: sqlx::Error| Bad::unreadable(id, field, &e);
             let montant: Decimal = row.try_get("montant").map_err(get("montant"))?;
-            let montant =
-                Montant::from_decimal(montant).map_err(|e| Bad { id, field: "montant", reason: format!("montant hors limites : {e}") })?;
+            let montant = Montant::from_decimal(montant).map_err(|e| Bad {
+                id,
+                field: "montant",
+                reason: format!("montant hors limites : {e}"),
+                hlc: None,
+            })?;
             VenteRow {
                 id,
                 produit: row.try_get("produit").map_err(get("produit"))?,
@@ -128,7 +133,7 @@ impl PgStore {
             }
             .decode()
         })();
-        Ok(decoded)
+        Ok(decoded.map_err(|bad| bad.at(hlc)))
     }
 
     /// A row as a sale, for readers that must see it as it is (a write replacing it).

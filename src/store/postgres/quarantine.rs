@@ -22,7 +22,7 @@ impl PgStore {
         for b in bad {
             let fresh: Option<(bool,)> = sqlx::query_as(
                 "INSERT INTO dsms_quarantine (region, vente_id, field, raw, reason, first_seen, last_seen) \
-                 SELECT $1, v.id, $3, row_to_json(v)::text, $4, $5, $5 FROM vente v WHERE v.id = $2 \
+                 SELECT $1, v.id, $3, row_to_json(v)::text, $4, $5, $5 FROM vente v WHERE v.id = $2 AND ($6::int8 IS NULL OR v.hlc = $6) \
                  ON CONFLICT (region, vente_id) DO UPDATE SET field = EXCLUDED.field, raw = EXCLUDED.raw, \
                    reason = EXCLUDED.reason, last_seen = EXCLUDED.last_seen \
                  RETURNING (xmax = 0)",
@@ -32,6 +32,7 @@ impl PgStore {
             .bind(b.field)
             .bind(&b.reason)
             .bind(now)
+            .bind(b.hlc)
             .fetch_optional(&mut *conn)
             .await
             .map_err(self.err())?;

@@ -16,20 +16,9 @@ use crate::store::row::{from_snapshot, like_pattern};
 
 impl PgStore {
     /// The stored rows among `ids`, by id, locked until the transaction ends (in id order, so
-    /// concurrent applies never deadlock).
-    pub(super) async fn get_many(&self, conn: &mut PgConnection, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
-        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(self.err())?;
-        rows.iter().map(|r| self.vente(r).map(|v| (v.id, v))).collect()
-    }
-
-    /// As `get_many`, for an apply: rows that cannot be decoded are quarantined (in the caller's
-    /// transaction) and left out, so the apply judges them by their version alone (the upsert's
-    /// guard) instead of failing; their ids are returned apart.
+    /// concurrent applies never deadlock). Rows that cannot be decoded are quarantined (in the
+    /// caller's transaction) and left out, their ids returned apart: an apply judges them by their
+    /// version alone (the upsert's guard), a local write replaces them.
     pub(super) async fn get_many_readable(
         &self,
         conn: &mut PgConnection,

@@ -1,6 +1,8 @@
 //! PostgreSQL local writes: the clock row stamps each write (its lock orders the region's
 //! writers, so versions are unique) and one multi-row upsert stores it.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -100,13 +102,35 @@ impl PgStore {
         StoreError::Database { region: self.region.clone(), message: e.to_string() }
     }
 
+    /// The rows a local write replaces, locked, and the greatest version stored among them. A row
+    /// that cannot be decoded is quarantined and read as absent (a write then replaces it: any
+    /// writer may fix it), but its version still counts, so the write passes it.
+    async fn locked_for_write(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[VenteId],
+    ) -> Result<(HashMap<VenteId, Vente>, Option<i64>), StoreError> {
+        let (found, unreadable) = self.get_many_readable(conn, ids).await?;
+        let mut floor = found.values().map(|v| v.version.hlc.0).max();
+        if !unreadable.is_empty() {
+            let ids: Vec<uuid::Uuid> = unreadable.iter().map(|id| id.0).collect();
+            let (bad_floor,): (Option<i64>,) = sqlx::query_as("SELECT max(hlc) FROM vente WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.err())?;
+            floor = floor.max(bad_floor);
+        }
+        Ok((found, floor))
+    }
+
     pub(super) async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             // Locked, and passed: a plain SQL write to this row may be stamped above our clock.
-            let current = self.get_many(&mut tx, &[write.id()]).await?.remove(&write.id());
-            let floor = current.as_ref().map(|c| c.version.hlc.0);
+            let (mut current, floor) = self.locked_for_write(&mut tx, &[write.id()]).await?;
+            let current = current.remove(&write.id());
             let hlc =
                 crate::store::foreign::pass_stored(&mut tx, hlc, 1, floor).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let base = current.as_ref().map(|c| c.seen.clone());
@@ -128,8 +152,7 @@ impl PgStore {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
             let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
-            let stored = self.get_many(&mut tx, &ids).await?;
-            let floor = stored.values().map(|v| v.version.hlc.0).max();
+            let (stored, floor) = self.locked_for_write(&mut tx, &ids).await?;
             let last = crate::store::foreign::pass_stored(&mut tx, last, rows.len(), floor)
                 .await
                 .map_err(self.err())?

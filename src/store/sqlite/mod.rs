@@ -90,6 +90,7 @@ impl SqliteStore {
     /// `Err(Bad)` inside (it goes to quarantine), an unreadable id or a driver failure the outer error.
     fn decode(&self, row: &SqliteRow) -> Result<Result<Vente, Bad>, StoreError> {
         let id: uuid::Uuid = row.try_get("id").map_err(self.err())?;
+        let hlc: Option<i64> = row.try_get("hlc").ok();
         let decoded = (|| {
             let get = |field: &'static str| move |e: sqlx::Error| Bad::unreadable(id, field, &e);
             let micros: i64 = row.try_get("updated_at").map_err(get("updated_at"))?;
@@ -103,6 +104,7 @@ impl SqliteStore {
                     id,
                     field: "updated_at",
                     reason: format!("updated_at hors limites : {micros}"),
+                    hlc: None,
                 })?,
                 deleted: row.try_get("deleted").map_err(get("deleted"))?,
                 hlc: row.try_get("hlc").map_err(get("hlc"))?,
@@ -111,7 +113,7 @@ impl SqliteStore {
             }
             .decode()
         })();
-        Ok(decoded)
+        Ok(decoded.map_err(|bad| bad.at(hlc)))
     }
 
     /// A row as a sale, for readers that must see it as it is (a write replacing it).

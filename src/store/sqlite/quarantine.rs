@@ -24,7 +24,7 @@ impl SqliteStore {
         for b in bad {
             let fresh: Option<(bool,)> = sqlx::query_as(&format!(
                 "INSERT INTO dsms_quarantine (region, vente_id, field, raw, reason, first_seen, last_seen) \
-                 SELECT ?1, v.id, ?3, {RAW}, ?4, ?5, ?5 FROM vente v WHERE v.id = ?2 \
+                 SELECT ?1, v.id, ?3, {RAW}, ?4, ?5, ?5 FROM vente v WHERE v.id = ?2 AND (?6 IS NULL OR v.hlc = ?6) \
                  ON CONFLICT (region, vente_id) DO UPDATE SET field = excluded.field, raw = excluded.raw, \
                    reason = excluded.reason, last_seen = excluded.last_seen \
                  RETURNING first_seen = last_seen"
@@ -34,6 +34,7 @@ impl SqliteStore {
             .bind(b.field)
             .bind(&b.reason)
             .bind(now)
+            .bind(b.hlc)
             .fetch_optional(&mut *conn)
             .await
             .map_err(self.err())?;

@@ -14,27 +14,9 @@ use crate::store::StoreError;
 use crate::store::row::{from_snapshot, like_pattern};
 
 impl SqliteStore {
-    /// The stored rows among `ids`, by id.
-    pub(super) async fn get_many(&self, conn: &mut sqlx::SqliteConnection, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
-        let mut found = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM vente WHERE id IN ("));
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id.0);
-            }
-            query.push(")");
-            for row in query.build().fetch_all(&mut *conn).await.map_err(self.err())? {
-                let vente = self.vente(&row)?;
-                found.insert(vente.id, vente);
-            }
-        }
-        Ok(found)
-    }
-
-    /// As `get_many`, for an apply: rows that cannot be decoded are quarantined (in the caller's
-    /// transaction) and left out, so the apply judges them by their version alone (the upsert's
-    /// guard) instead of failing; their ids are returned apart.
+    /// The stored rows among `ids`, by id. Rows that cannot be decoded are quarantined (in the
+    /// caller's transaction) and left out, their ids returned apart: an apply judges them by their
+    /// version alone (the upsert's guard), a local write replaces them.
     pub(super) async fn get_many_readable(
         &self,
         conn: &mut sqlx::SqliteConnection,

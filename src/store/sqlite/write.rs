@@ -122,7 +122,8 @@ impl SqliteStore {
         self.bounded(async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
             let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
-            let stored = self.get_many(&mut tx, &ids).await?;
+            // A row that cannot be decoded (quarantined) is replaced like an absent one.
+            let (stored, _) = self.get_many_readable(&mut tx, &ids).await?;
             let (last_hlc, last_seq) = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let ventes: Vec<Vente> = rows
                 .iter()
