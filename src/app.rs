@@ -122,10 +122,12 @@ impl App {
         }
         monitor.probe_all().await;
         // Rounds go through the same drill gates as everything else.
-        let engine = Engine::new(stores.clone(), EngineOptions::default()).with_clock(clock.clone());
+        let engine = Engine::new(stores.clone(), EngineOptions::default()).with_clock(clock.clone()).with_home(config.home.clone());
         let scheduler = Arc::new(Scheduler::new(engine, config.sync_interval, config.sync_on_write));
         scheduler.add_listener(monitor.clone());
-        let ventes = Arc::new(Ventes::new(stores, clock).with_listener(monitor.clone()).with_listener(scheduler.clone()));
+        let ventes = Arc::new(
+            Ventes::new(stores, clock).with_home(config.home.clone()).with_listener(monitor.clone()).with_listener(scheduler.clone()),
+        );
         let listener = TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
         let hosts = Arc::new(web::server::AllowedHosts::new(config.edge.allowed_hosts.as_deref(), config.listen));
         let state = AppState { ventes, monitor, scheduler, auth, hosts };
