@@ -198,6 +198,8 @@ async fn bad_rows_are_quarantined_the_feed_moves_on_and_once_fixed_they_replicat
         assert!(reason.contains("4 lignes en quarantaine"), "{context}: {reason}");
         let metrics = app.get("/metrics").await.text().await.unwrap();
         assert!(metrics.contains("dsms_quarantined_rows{region=\"Dakar\"} 4"), "{context}");
+        let dashboard = app.get("/stats").await.text().await.unwrap();
+        assert!(dashboard.contains("Lignes en quarantaine") && dashboard.contains(&bad[0].to_string()), "{context}");
 
         // Fixed by plain SQL (any writer): each is read again, leaves quarantine and replicates.
         raw.fix(&bad).await;
