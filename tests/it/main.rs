@@ -10,6 +10,7 @@ mod foreign_writers;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
 mod layers;
+mod linear;
 mod monitor;
 mod monitor_rounds;
 mod openapi;

@@ -59,6 +59,7 @@ fn round(app: &TestApp, status: RoundStatus, failed: &[&str], rows_applied: u64)
         source: region(app, "Dakar"),
         target: region(app, "Thies"),
         rows_read: rows_applied,
+        rows_skipped: 0,
         rows_applied,
         error: None,
     }];

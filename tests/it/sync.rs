@@ -287,13 +287,13 @@ impl Cleaner {
         for pool in &self.0 {
             match pool {
                 Pool::Postgres(pool) => {
-                    sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict").execute(pool).await.unwrap();
+                    sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict, dsms_applied").execute(pool).await.unwrap();
                 }
                 Pool::Sqlite(pool) => {
                     // Marked as dsms's own transaction: a foreign DELETE would only soft-delete.
                     let mut tx = pool.begin().await.unwrap();
                     sqlx::query("UPDATE dsms_clock SET dsms = 1").execute(&mut *tx).await.unwrap();
-                    for table in ["vente", "dsms_cursor", "dsms_conflict"] {
+                    for table in ["vente", "dsms_cursor", "dsms_conflict", "dsms_applied"] {
                         sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.unwrap();
                     }
                     sqlx::query("UPDATE dsms_clock SET dsms = 0").execute(&mut *tx).await.unwrap();

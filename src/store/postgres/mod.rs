@@ -21,7 +21,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::row::VenteRow;
-use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError};
 use crate::domain::lww::Conflict;
 use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, Montant, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
@@ -175,12 +175,16 @@ impl Store for PgStore {
         PgStore::cursor(self, source).await
     }
 
+    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+        PgStore::cursors(self).await
+    }
+
     async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         PgStore::changes_since(self, after, limit, before, reader).await
     }
