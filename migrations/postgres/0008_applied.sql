@@ -10,5 +10,8 @@ CREATE TABLE IF NOT EXISTS dsms_applied (
     end_pos   bigint NOT NULL,
     end_id    uuid   NOT NULL,
     rows      bigint NOT NULL,                     -- rows written (some may have moved on since)
+    -- This database's identity when the row was written: one given a new identity (restored
+    -- elsewhere, where transaction ids may be handed out again) ignores its older log.
+    here_db   uuid   NOT NULL,
     PRIMARY KEY (txid, source_db)
 );

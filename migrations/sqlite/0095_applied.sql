@@ -10,5 +10,8 @@ CREATE TABLE IF NOT EXISTS dsms_applied (
     source_db BLOB    NOT NULL,
     end_pos   INTEGER NOT NULL,
     end_id    BLOB    NOT NULL,
-    rows      INTEGER NOT NULL                     -- rows written (some may have moved on since)
+    rows      INTEGER NOT NULL,                    -- rows written (some may have moved on since)
+    -- This database's identity when the row was written: one given a new identity (restored,
+    -- copied) ignores its older log.
+    here_db   BLOB    NOT NULL
 );

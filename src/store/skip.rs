@@ -23,6 +23,10 @@
 //! reader's cursor moves past it. A reader that could not read S (an outage) has a cursor on S
 //! below `end`: it gets T's copies, forwarded as before. Rows pushed outside the feed
 //! (`Batch::push`) and local writes have no log row: they are read as before.
+//! Positions must never be handed out again while log rows name them: each log row carries this
+//! database's identity when written, and only rows of its current identity are read, so a
+//! database restored elsewhere (whose transaction ids may start lower) and given a new identity
+//! ignores its older log.
 //! A reader whose database lost rows but kept its cursors (restored from a backup with its
 //! cursors, which stay consistent with its rows) reads from older cursors: nothing is skipped
 //! that it does not hold. Log rows are never needed for correctness: losing one only costs reads.

@@ -211,7 +211,8 @@ impl ApplySql for PgApply<'_> {
         // Every row this transaction wrote carries its id. A bulk load applies many batches in one
         // transaction: one log row per source, at the furthest end, counting every row.
         sqlx::query(
-            "INSERT INTO dsms_applied (txid, source_db, end_pos, end_id, rows) VALUES (pg_current_xact_id(), $1, $2, $3, $4) \
+            "INSERT INTO dsms_applied (txid, source_db, end_pos, end_id, rows, here_db) \
+             SELECT pg_current_xact_id(), $1, $2, $3, $4, db_id FROM dsms_meta \
              ON CONFLICT (txid, source_db) DO UPDATE SET rows = dsms_applied.rows + EXCLUDED.rows, \
                  end_pos = CASE WHEN (EXCLUDED.end_pos, EXCLUDED.end_id) > (dsms_applied.end_pos, dsms_applied.end_id) THEN EXCLUDED.end_pos ELSE dsms_applied.end_pos END, \
                  end_id = CASE WHEN (EXCLUDED.end_pos, EXCLUDED.end_id) > (dsms_applied.end_pos, dsms_applied.end_id) THEN EXCLUDED.end_id ELSE dsms_applied.end_id END",

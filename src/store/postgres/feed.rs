@@ -56,7 +56,8 @@ impl PgStore {
                 "SELECT b.bound::text::int8, a.txid::text::int8, a.source_db, a.end_pos, a.end_id, a.rows \
                  FROM (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $2::text::xid8) AS bound) AS b \
                  LEFT JOIN LATERAL (SELECT txid, source_db, end_pos, end_id, rows FROM dsms_applied \
-                     WHERE $4 AND txid >= $1::text::xid8 AND txid < b.bound ORDER BY txid LIMIT $3) AS a ON true",
+                     WHERE $4 AND txid >= $1::text::xid8 AND txid < b.bound \
+                     AND here_db = (SELECT db_id FROM dsms_meta) ORDER BY txid LIMIT $3) AS a ON true",
             )
             .bind(after.pos.to_string())
             .bind(before.unwrap_or(i64::MAX).to_string())

@@ -136,16 +136,19 @@ impl ApplySql for SqliteApply<'_> {
         // The positions were handed out under the write lock this transaction holds: no other
         // row can take one of them.
         let Some((lo, hi)) = self.positions else { return Ok(()) };
-        sqlx::query("INSERT OR REPLACE INTO dsms_applied (hi, lo, source_db, end_pos, end_id, rows) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(hi)
-            .bind(lo)
-            .bind(source.db_id)
-            .bind(end.pos)
-            .bind(end.id)
-            .bind(i64::try_from(written).unwrap_or(i64::MAX))
-            .execute(&mut *self.conn)
-            .await
-            .map(drop)
-            .map_err(self.store.err())
+        sqlx::query(
+            "INSERT OR REPLACE INTO dsms_applied (hi, lo, source_db, end_pos, end_id, rows, here_db) \
+             SELECT ?, ?, ?, ?, ?, ?, db_id FROM dsms_meta WHERE id = 1",
+        )
+        .bind(hi)
+        .bind(lo)
+        .bind(source.db_id)
+        .bind(end.pos)
+        .bind(end.id)
+        .bind(i64::try_from(written).unwrap_or(i64::MAX))
+        .execute(&mut *self.conn)
+        .await
+        .map(drop)
+        .map_err(self.store.err())
     }
 }

@@ -46,7 +46,8 @@ impl SqliteStore {
             let mut conn = self.pool.acquire().await.map_err(self.err())?;
             let logged: Vec<Logged> = if reader.is_some() {
                 let rows: Vec<(i64, i64, uuid::Uuid, i64, uuid::Uuid, i64)> = sqlx::query_as(
-                    "SELECT lo, hi, source_db, end_pos, end_id, rows FROM dsms_applied WHERE hi > ? AND lo < ? ORDER BY hi LIMIT ?",
+                    "SELECT lo, hi, source_db, end_pos, end_id, rows FROM dsms_applied \
+                     WHERE hi > ? AND lo < ? AND here_db = (SELECT db_id FROM dsms_meta WHERE id = 1) ORDER BY hi LIMIT ?",
                 )
                 .bind(after.pos)
                 .bind(bound)
