@@ -23,7 +23,7 @@ impl Engine {
         let empty: Vec<crate::domain::RegionName> = reached
             .iter()
             .zip(wanted)
-            .filter(|(_, wants)| matches!(wants, Ok(true)))
+            .filter(|(target, wants)| matches!(wants, Ok(true)) && self.pulls_into(&target.source.region))
             .map(|(target, _)| target.source.region.clone())
             .collect();
         if empty.is_empty() {

@@ -45,6 +45,9 @@ impl Default for EngineOptions {
 pub struct Engine {
     stores: Vec<Arc<dyn Store>>,
     pub(super) options: EngineOptions,
+    /// An instance that lives in one region pulls into it only (the other regions' instances
+    /// pull into theirs); `None`: every region pulls from every other.
+    home: Option<crate::domain::RegionName>,
     /// Wall time: when a round started (durations use the monotonic clock).
     clock: WallClock,
 }
@@ -62,12 +65,22 @@ pub(super) struct Reached {
 
 impl Engine {
     pub fn new(stores: Vec<Arc<dyn Store>>, options: EngineOptions) -> Self {
-        Self { stores, options, clock: system_clock() }
+        Self { stores, options, home: None, clock: system_clock() }
     }
 
     /// Reads wall time from `clock` instead of the system clock.
     pub fn with_clock(self, clock: WallClock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// Pulls into `home` only.
+    pub fn with_home(self, home: Option<crate::domain::RegionName>) -> Self {
+        Self { home, ..self }
+    }
+
+    /// Whether this round fills `target` (with a home, only home is filled).
+    pub(super) fn pulls_into(&self, target: &crate::domain::RegionName) -> bool {
+        self.home.as_ref().is_none_or(|home| home == target)
     }
 
     pub fn stores(&self) -> &[Arc<dyn Store>] {
@@ -92,8 +105,8 @@ impl Engine {
             };
             // Its cursors say what it holds: pages it reads skip ranges of copies it holds.
             let cursors = match answer {
-                Ok(_) => store.cursors().await.ok(),
-                Err(_) => None,
+                Ok(_) if self.pulls_into(store.region()) => store.cursors().await.ok(),
+                _ => None,
             };
             (answer, latency, cursors)
         }))
@@ -128,7 +141,7 @@ impl Engine {
         // so a slow region delays only its own pairs. Applies into one target take turns in its
         // database (its clock row, or SQLite's write lock).
         let mut per_target = Vec::with_capacity(reached.len());
-        for target in reached {
+        for target in reached.iter().filter(|t| self.pulls_into(&t.source.region)) {
             let mut pulls = Vec::with_capacity(reached.len());
             for source in reached {
                 if source.source.region != target.source.region {

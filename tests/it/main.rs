@@ -9,6 +9,7 @@ mod cli;
 mod foreign_writers;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod home;
 mod layers;
 mod linear;
 mod monitor;
@@ -20,3 +21,4 @@ mod props;
 mod sync;
 mod sync_api;
 mod sync_cases;
+mod tls;

@@ -50,6 +50,23 @@ impl PgStore {
         reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         self.bounded(async {
+            let Some(reader) = reader else {
+                // Nothing to skip: one index range scan below the oldest running transaction.
+                let rows = sqlx::query(&format!(
+                    "SELECT {COLUMNS}, txid::text::int8 AS pos, false AS known FROM vente \
+                     WHERE {FEED_RANGE} ORDER BY txid, id LIMIT (SELECT $3::int8)"
+                ))
+                .bind(after.pos.to_string())
+                .bind(after.id)
+                .bind(i64::from(limit))
+                .bind(before.unwrap_or(i64::MAX).to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?;
+                let mut page = feed_page(&rows, &self.region, |row| self.vente(row))?;
+                page.more = page.scanned >= limit as usize;
+                return Ok(page);
+            };
             // The bound, taken once: every transaction below it has ended, so what the page reads
             // below it (rows and log rows) is final, whatever ends meanwhile.
             let log: Vec<LogRow> = sqlx::query_as(
@@ -62,7 +79,7 @@ impl PgStore {
             .bind(after.pos.to_string())
             .bind(before.unwrap_or(i64::MAX).to_string())
             .bind(i64::from(LOG_ROWS_PER_PAGE))
-            .bind(reader.is_some())
+            .bind(true)
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
@@ -80,7 +97,7 @@ impl PgStore {
                 })
                 .collect();
             let capped = logged.len() >= LOG_ROWS_PER_PAGE as usize;
-            let plan = skip::plan(after, bound, logged, capped, reader);
+            let plan = skip::plan(after, bound, logged, capped, Some(reader));
             let segments: Vec<&Segment> = plan.segments.iter().filter(|s| !s.is_empty()).collect();
             // Every segment in one statement, each an index range scan that stops after `limit`
             // rows (an empty one costs one probe); the rows of a segment all precede the next's.
@@ -89,6 +106,20 @@ impl PgStore {
             // every remaining row (bitmap scan) and sort them, instead of walking `vente_feed`.
             let rows = if segments.is_empty() {
                 Vec::new()
+            } else if let [segment] = segments.as_slice() {
+                // One segment (nothing to skip, the usual case): a plain index range scan.
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS}, txid::text::int8 AS pos, coalesce(via = $4, false) AS known FROM vente \
+                     WHERE (txid, id) > ($1::text::xid8, $2) AND txid < $3::text::xid8 ORDER BY txid, id LIMIT (SELECT $5::int8)"
+                ))
+                .bind(segment.after.pos.to_string())
+                .bind(segment.after.id)
+                .bind(segment.before.to_string())
+                .bind(reader.db_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?
             } else {
                 sqlx::query(&format!(
                     "SELECT f.* FROM unnest($1::int8[], $2::uuid[], $3::int8[]) WITH ORDINALITY AS s(after_pos, after_id, before_pos, n) \
@@ -100,7 +131,7 @@ impl PgStore {
                 .bind(segments.iter().map(|s| s.after.pos).collect::<Vec<_>>())
                 .bind(segments.iter().map(|s| s.after.id).collect::<Vec<_>>())
                 .bind(segments.iter().map(|s| s.before).collect::<Vec<_>>())
-                .bind(reader.map(|r| r.db_id))
+                .bind(reader.db_id)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
