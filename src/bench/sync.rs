@@ -11,6 +11,7 @@ mod pgstats;
 mod regions;
 mod server;
 mod timed;
+mod wan;
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,20 @@ pub enum SyncScenario {
         #[arg(long, default_value_t = DEFAULT_BATCH)]
         batch_size: u32,
     },
+    /// One dsms in Dakar with Dakar's database local and Thies's and Saint-Louis's behind a delaying
+    /// proxy (the WAN): POST latency and time until visible in both others, with `home` and in the
+    /// central shape; idle rounds over the WAN.
+    Wan {
+        /// Round trip added between Dakar and each other site, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        rtt_ms: u64,
+        /// Single-sale POSTs timed in each shape.
+        #[arg(long, default_value_t = 100)]
+        writes: u32,
+        /// Writes per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+    },
     /// N rows in every region, in sync; C changes in Dakar: the incremental round, then idle rounds
     /// and idle memory.
     Round {
@@ -131,6 +146,7 @@ pub async fn run(scenario: SyncScenario) -> anyhow::Result<()> {
         }
         SyncScenario::Round { rows, changes, idle, engine } => round(rows, changes, idle, engine).await,
         SyncScenario::Regions { regions: counts, rows, sqlite, batch_size } => regions::run(&counts, rows, batch_size, !sqlite).await,
+        SyncScenario::Wan { rtt_ms, writes, rate } => wan::run(rtt_ms, writes, rate).await,
     }
 }
 
