@@ -8,6 +8,7 @@ mod cpu;
 mod fixture;
 mod latency;
 mod pgstats;
+mod regions;
 mod server;
 mod timed;
 mod wan;
@@ -28,6 +29,11 @@ pub enum SyncScenario {
     Insert {
         #[arg(long, default_value_t = 100_000)]
         rows: u64,
+        /// How Dakar's rows are written: `writes` (one transaction each through the write path,
+        /// `Store::write`, 8 writers at once, as real sales arrive), `bulk` (write_many, 10,000 per
+        /// transaction), or `both` (one run each).
+        #[arg(long, default_value = "both")]
+        seed: SeedMode,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -61,6 +67,20 @@ pub enum SyncScenario {
         #[arg(long)]
         pg_stats: bool,
     },
+    /// N regions in service, new sales written into Dakar while no round runs: rows read,
+    /// skipped and applied, and time, of the catch-up round, the round after it and an idle one.
+    Regions {
+        /// Region counts to run, one after the other (2 to 14).
+        #[arg(long, value_delimiter = ',', default_value = "3,6,12")]
+        regions: Vec<usize>,
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// SQLite files instead of PostgreSQL databases.
+        #[arg(long)]
+        sqlite: bool,
+        #[arg(long, default_value_t = DEFAULT_BATCH)]
+        batch_size: u32,
+    },
     /// One dsms in Dakar with Dakar's database local and Thies's and Saint-Louis's behind a delaying
     /// proxy (the WAN): POST latency and time until visible in both others, with `home` and in the
     /// central shape; idle rounds over the WAN.
@@ -90,6 +110,14 @@ pub enum SyncScenario {
     },
 }
 
+/// How the `insert` scenario writes its rows into Dakar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeedMode {
+    Writes,
+    Bulk,
+    Both,
+}
+
 #[derive(Clone, Copy, Debug, Args)]
 pub struct EngineArgs {
     /// Rows per batch read from a feed and applied in one transaction (`EngineOptions.batch_size`).
@@ -103,13 +131,21 @@ pub struct EngineArgs {
 
 pub async fn run(scenario: SyncScenario) -> anyhow::Result<()> {
     match scenario {
-        SyncScenario::Insert { rows, engine } => insert(rows, engine).await,
+        SyncScenario::Insert { rows, seed, engine } => {
+            for bulk in [true, false] {
+                if seed == SeedMode::Both || (seed == SeedMode::Bulk) == bulk {
+                    insert(rows, bulk, engine).await?;
+                }
+            }
+            Ok(())
+        }
         SyncScenario::Bulk { rows, engine } => bulk(rows, engine).await,
         SyncScenario::Update { rows, engine } => update(rows, engine).await,
         SyncScenario::Latency { writes, rate, poll_us, pg_stats } => {
             latency::run(writes, rate, Duration::from_micros(poll_us), pg_stats).await
         }
         SyncScenario::Round { rows, changes, idle, engine } => round(rows, changes, idle, engine).await,
+        SyncScenario::Regions { regions: counts, rows, sqlite, batch_size } => regions::run(&counts, rows, batch_size, !sqlite).await,
         SyncScenario::Wan { rtt_ms, writes, rate } => wan::run(rtt_ms, writes, rate).await,
     }
 }
@@ -138,6 +174,9 @@ struct Aftermath {
     phases: serde_json::Value,
     statements: Option<serde_json::Value>,
     next_round: serde_json::Value,
+    /// The round after, in seconds: part of the scenario's verdict (a catch-up is not done while
+    /// its next round still has work to do).
+    next_round_s: f64,
 }
 
 impl Aftermath {
@@ -146,12 +185,14 @@ impl Aftermath {
         let phases = fx.phases(started);
         let statements = fx.pg_stats().await?;
         let report = engine.round().await;
+        let next_round_s = report.duration.as_secs_f64();
         let next_round = json!({
-            "seconds": report.duration.as_secs_f64(),
+            "seconds": next_round_s,
             "rows_read": report.pairs.iter().map(|p| p.rows_read).sum::<u64>(),
+            "rows_skipped": report.pairs.iter().map(|p| p.rows_skipped).sum::<u64>(),
             "rows_applied": report.rows_applied(),
         });
-        Ok(Self { replicated_s, phases, statements, next_round })
+        Ok(Self { replicated_s, phases, statements, next_round, next_round_s })
     }
 
     /// Prints the scenario's line with these figures in it, then its statements line.
@@ -167,7 +208,7 @@ impl Aftermath {
     }
 }
 
-async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
+async fn insert(rows: u64, bulk_seed: bool, args: EngineArgs) -> anyhow::Result<()> {
     let fx = Fixture::start(args.pg_stats).await?;
     let copies = [fx.extra_database(1, "copy_thies").await?, fx.extra_database(2, "copy_saint_louis").await?];
     // Regions in service, not empty: an empty one would be filled by a bulk load (the `bulk`
@@ -177,7 +218,11 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     rounds_until(&engine, 20, async |_| fx.hold(&TARGETS, IN_SERVICE).await).await?;
     settle(&engine).await?;
     let mut seeded: Vec<Vente> = Vec::with_capacity(usize::try_from(rows)?);
-    let seed_s = write_rows(&fx.urls[0], REGIONS[0], new_sales(rows), |batch| seeded.extend_from_slice(batch)).await?;
+    let seed_s = if bulk_seed {
+        write_rows(&fx.urls[0], REGIONS[0], new_sales(rows), |batch| seeded.extend_from_slice(batch)).await?
+    } else {
+        fixture::write_each(&fx.urls[0], REGIONS[0], new_sales(rows), 8, |v| seeded.push(v)).await?
+    };
     let csv = fixture::csv_of(&seeded)?;
     drop(seeded);
 
@@ -201,14 +246,15 @@ async fn insert(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     let ratio = rounds.seconds() / copy.as_secs_f64();
     let after = Aftermath::read(&fx, &engine, &TARGETS, started).await?;
     after.emit(json!({
-        "bench": "sync.insert", "rows": rows, "batch_size": args.batch_size,
+        "bench": "sync.insert", "seed": if bulk_seed { "bulk" } else { "writes" }, "rows": rows, "batch_size": args.batch_size,
         "seconds": rounds.seconds(), "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
         "copy_seconds": copy.as_secs_f64(), "copy_cpu_s": copy_cpu, "ratio_to_copy": ratio,
         "target": "≤ 1.5 × COPY", "target_met": ratio <= 1.5,
         "peers": {"bucardo_s": 4.0, "pglogical_s": 4.0, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
         "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",
-        "untimed": format!("{IN_SERVICE} sales written into Dakar and replicated first (regions in service), seeding Dakar with write_many in batches of 10,000 ({seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds"),
+        "untimed": format!("{IN_SERVICE} sales written into Dakar and replicated first (regions in service), seeding Dakar ({}, {seed_s:.1} s), the CSV, CHECKPOINTs, row counts between rounds",
+            if bulk_seed { "write_many in batches of 10,000" } else { "one Store::write transaction per sale, 8 writers at once" }),
         "copy": "COPY (FORMAT csv) of the same rows into two fresh, empty dsms-migrated databases on the Thies and Saint-Louis clusters, two connections at once",
     }));
     Ok(())
@@ -233,11 +279,12 @@ async fn bulk(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     let rss_max = sampler.finish();
     let seconds = rounds.seconds();
     let after = Aftermath::read(&fx, &engine, &TARGETS, started).await?;
+    let with_next = seconds + after.next_round_s;
     after.emit(json!({
         "bench": "sync.bulk", "rows": rows, "batch_size": args.batch_size,
         "seconds": seconds, "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "rows_per_s": rows as f64 / seconds,
-        "target": "≤ 12 s", "target_met": seconds <= 12.0,
+        "seconds_with_next_round": with_next, "rows_per_s": rows as f64 / seconds,
+        "target": "≤ 12 s, next round counted", "target_met": with_next <= 12.0,
         "peers": {"pglogical_s": 39.0, "bucardo_s": 67.0, "at_rows": 1_000_000},
         "rss_max_mb": mb(Some(rss_max)), "rss_before_mb": mb(rss_before), "rss_growth_mb": mb(rss_before.map(|b| rss_max.saturating_sub(b))),
         "vm_hwm_mb": mb(status_kb(None, "VmHWM")),
@@ -280,10 +327,12 @@ async fn update(rows: u64, args: EngineArgs) -> anyhow::Result<()> {
     .await?;
     let seconds = rounds.seconds();
     let after = Aftermath::read(&fx, &engine, &[0, 1, 2], started).await?;
+    let with_next = seconds + after.next_round_s;
     after.emit(json!({
         "bench": "sync.update", "rows": rows, "updates": rows, "batch_size": args.batch_size,
         "seconds": seconds, "rounds": rounds.reports.len(), "round_ms": rounds.durations_ms(),
-        "target": "≤ 3 s", "target_met": seconds <= 3.0,
+        "seconds_with_next_round": with_next,
+        "target": "≤ 3 s, next round counted", "target_met": with_next <= 3.0,
         "peers": {"pglogical_s": 6.7, "bucardo_s": 4.3, "at_rows": 100_000},
         "rows_read": rounds.rows_read(), "rows_applied": rounds.rows_applied(),
         "cpu_s": cpu_s, "cpu_note": "CPU seconds used during the first round",

@@ -318,10 +318,14 @@ mod tests {
             rows_applied: 0,
             pending: 7,
         };
-        let pair =
-            |s: &str, t: &str| PairOutcome {
-                source: name(s), target: name(t), rows_read: 0, rows_applied: 0, error: Some("délai".into())
-            };
+        let pair = |s: &str, t: &str| PairOutcome {
+            source: name(s),
+            target: name(t),
+            rows_read: 0,
+            rows_skipped: 0,
+            rows_applied: 0,
+            error: Some("délai".into()),
+        };
         let report = RoundReport {
             started_at: Utc::now(),
             duration: Duration::from_millis(5),

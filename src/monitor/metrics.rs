@@ -24,6 +24,8 @@ pub struct Metrics {
     rounds: IntCounterVec,
     round_duration: Histogram,
     rows_applied: IntCounterVec,
+    rows_read: IntCounterVec,
+    rows_skipped: IntCounterVec,
     conflicts: IntCounter,
     region_up: IntGaugeVec,
     region_lag: IntGaugeVec,
@@ -65,6 +67,17 @@ impl Metrics {
             Opts::new("dsms_sync_rows_applied_total", "Rows written into a target region by sync, by source and target"),
             &["source", "target"],
         )?;
+        let rows_read = IntCounterVec::new(
+            Opts::new("dsms_sync_rows_read_total", "Rows read from a source region's feed for a target by sync, by source and target"),
+            &["source", "target"],
+        )?;
+        let rows_skipped = IntCounterVec::new(
+            Opts::new(
+                "dsms_sync_rows_skipped_total",
+                "Rows of a source region's feed not read for a target that already held them (apply log), by source and target",
+            ),
+            &["source", "target"],
+        )?;
         let conflicts = IntCounter::new("dsms_conflicts_total", "Concurrent writes logged as conflicts by sync rounds")?;
         let region_up = IntGaugeVec::new(Opts::new("dsms_region_up", "1 when the region's last contact succeeded, else 0"), &["region"])?;
         let region_lag = IntGaugeVec::new(
@@ -104,6 +117,8 @@ impl Metrics {
         registry.register(Box::new(rounds.clone()))?;
         registry.register(Box::new(round_duration.clone()))?;
         registry.register(Box::new(rows_applied.clone()))?;
+        registry.register(Box::new(rows_read.clone()))?;
+        registry.register(Box::new(rows_skipped.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
         registry.register(Box::new(region_up.clone()))?;
         registry.register(Box::new(region_lag.clone()))?;
@@ -132,6 +147,8 @@ impl Metrics {
             rounds,
             round_duration,
             rows_applied,
+            rows_read,
+            rows_skipped,
             conflicts,
             region_up,
             region_lag,
@@ -150,6 +167,12 @@ impl Metrics {
         self.round_duration.observe(report.duration.as_secs_f64());
         for pair in report.pairs.iter().filter(|p| p.rows_applied > 0) {
             self.rows_applied.with_label_values(&[pair.source.as_str(), pair.target.as_str()]).inc_by(pair.rows_applied);
+        }
+        for pair in report.pairs.iter().filter(|p| p.rows_read > 0) {
+            self.rows_read.with_label_values(&[pair.source.as_str(), pair.target.as_str()]).inc_by(pair.rows_read);
+        }
+        for pair in report.pairs.iter().filter(|p| p.rows_skipped > 0) {
+            self.rows_skipped.with_label_values(&[pair.source.as_str(), pair.target.as_str()]).inc_by(pair.rows_skipped);
         }
         self.conflicts.inc_by(report.conflicts);
         for region in report.regions.iter().filter(|r| r.reached()) {

@@ -1,7 +1,7 @@
 //! The apply plan, written once for every engine. Owns the order of an apply: leave out the rows
 //! the region holds at exactly their version, move the clock past what is left, read (and lock)
 //! the stored rows that differ, judge each row (`domain::lww::plan_apply`), write the winners,
-//! log the losers, move the source's cursor. Leaves: the SQL of each step (`ApplySql`, one impl
+//! log the losers, move the source's cursor, log the apply (`store::skip`). Leaves: the SQL of each step (`ApplySql`, one impl
 //! per engine), the transaction around it (the caller's).
 
 use std::borrow::Cow;
@@ -33,6 +33,9 @@ pub(crate) trait ApplySql: Send {
     async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError>;
     /// Moves this database's cursor on `source`'s feed forward to `end` (never back).
     async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records in the apply log that the `written` rows this transaction wrote are copies read
+    /// from `source`'s feed up to `end` (see `store::skip`). Called only when rows were written.
+    async fn log_applied(&mut self, source: &Source, end: FeedPosition, written: u64) -> Result<(), StoreError>;
 }
 
 /// Applies `rows` (one version per id, see `dedupe_by_id`) whose stored versions are `held`, as
@@ -71,6 +74,9 @@ pub(crate) async fn apply_rows(
     }
     if let Some((source, end)) = from {
         sql.move_cursor(source, *end, now).await?;
+        if written > 0 {
+            sql.log_applied(source, *end, written).await?;
+        }
     }
     Ok(Applied { rows: written, conflicts: logged })
 }

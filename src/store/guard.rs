@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
+use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Reader, Source, Store, StoreError};
 use crate::domain::Backend;
 use crate::domain::ListQuery;
 use crate::domain::LocalWrite;
@@ -88,12 +88,15 @@ impl<G: Guard> Store for Guarded<G> {
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
         self.call(self.inner.cursor(source)).await
     }
+    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+        self.call(self.inner.cursors()).await
+    }
     async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         self.call(self.inner.changes_since(after, limit, before, reader)).await
     }

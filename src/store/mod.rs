@@ -11,6 +11,7 @@ pub mod guard;
 pub mod postgres;
 pub mod quarantine;
 mod row;
+mod skip;
 pub mod sqlite;
 pub mod state;
 pub mod url;
@@ -18,6 +19,7 @@ pub mod users;
 
 pub use url::{DatabaseUrl, RegionConfig};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,15 +133,20 @@ pub trait Store: Send + Sync + 'static {
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError>;
     /// How far this database has applied `source`'s feed.
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError>;
+    /// How far this database has applied each source database's feed, by source `db_id` (every
+    /// cursor it keeps, in one query): what it holds, as a reader of other feeds (`Reader`).
+    async fn cursors(&self) -> Result<HashMap<uuid::Uuid, FeedPosition>, StoreError>;
     /// The next `limit` positions of this region's feed after `after`, in feed order; with
-    /// `before` (a `feed_horizon`), only positions below it. Versions received from the database
-    /// `reader` (its `db_id`) are covered but not returned: it holds them, or newer ones.
+    /// `before` (a `feed_horizon`), only positions below it. With a `reader`, what it already
+    /// holds is covered but not returned: versions received from it (row by row, `via`), and
+    /// whole ranges of copies applied from a source whose feed it has read past the batch's end
+    /// (the apply log, `skip.rs`), which are not even visited.
     async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError>;
     /// A bound above every change committed so far: a round reads feeds only below the horizons
     /// taken at its start, so rows that other pairs apply during the round (copies the targets
@@ -243,10 +250,32 @@ pub struct Blocker {
 pub struct FeedPage {
     /// The changes to deliver, in feed order.
     pub rows: Vec<(FeedPosition, Vente)>,
-    /// Positions covered, those left out for the reader included: fewer than asked means the end.
+    /// Rows read, those left out for the reader (`via`) included.
     pub scanned: usize,
+    /// Rows covered without being read: ranges of copies the reader holds (`Reader::holds`),
+    /// counted as the apply log recorded them (rows overwritten since are counted too).
+    pub skipped: u64,
     /// The last position covered (where the reader's cursor may move).
     pub end: Option<FeedPosition>,
+    /// The page stopped before the end of the feed: ask again from `end`.
+    pub more: bool,
+}
+
+/// A reader of a feed, and what it holds: its identity and its cursors on every source database.
+#[derive(Clone, Debug, Default)]
+pub struct Reader {
+    pub db_id: uuid::Uuid,
+    /// How far the reader has applied each source database's feed (`Store::cursors`).
+    pub cursors: HashMap<uuid::Uuid, FeedPosition>,
+}
+
+impl Reader {
+    /// Whether the reader holds every version that an apply of a batch from `source_db`, ending at
+    /// `end` in that source's feed, wrote (or a newer one, or will read a newer one from that
+    /// source): it is that source itself, or it has read the source's feed through `end`.
+    pub fn holds(&self, source_db: uuid::Uuid, end: FeedPosition) -> bool {
+        source_db == self.db_id || self.cursors.get(&source_db).is_some_and(|read| *read >= end)
+    }
 }
 
 /// A source database: its region and its identity (a recreated database has a new one, so

@@ -138,7 +138,7 @@ where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
     let err = |e| StoreError::from_sqlx(region, e);
-    let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), end: None };
+    let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), ..FeedPage::default() };
     let (mut bad, mut healed) = (Vec::new(), Vec::new());
     for row in rows {
         let position = FeedPosition { pos: row.try_get("pos").map_err(err)?, id: row.try_get("id").map_err(err)? };
@@ -156,4 +156,14 @@ where
         }
     }
     Ok((page, bad, healed))
+}
+
+/// Cursor rows (`source_db`, `pos`, `id`) by source database, the furthest where several name it.
+pub(crate) fn known_cursors(rows: Vec<(Uuid, i64, Uuid)>) -> std::collections::HashMap<Uuid, FeedPosition> {
+    let mut known = std::collections::HashMap::new();
+    for (source_db, pos, id) in rows {
+        let position = FeedPosition { pos, id };
+        known.entry(source_db).and_modify(|p: &mut FeedPosition| *p = (*p).max(position)).or_insert(position);
+    }
+    known
 }

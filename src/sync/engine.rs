@@ -3,6 +3,7 @@
 //! timeouts, the deadline, partial rounds) and its report. Leaves: the LWW rule (merge.rs), SQL
 //! and cursors (store/), scheduling (scheduler.rs).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
 use crate::domain::version::{WallClock, system_clock};
-use crate::store::{Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
+use crate::store::{Batch, FeedPage, Reader, Source, Store, StoreError};
 
 /// How long a round waits, at most, for transactions already running to end before reading feeds.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -43,7 +44,7 @@ impl Default for EngineOptions {
 /// The replicator over a fixed set of regions.
 pub struct Engine {
     stores: Vec<Arc<dyn Store>>,
-    options: EngineOptions,
+    pub(super) options: EngineOptions,
     /// An instance that lives in one region pulls into it only (the other regions' instances
     /// pull into theirs); `None`: every region pulls from every other.
     home: Option<crate::domain::RegionName>,
@@ -52,11 +53,14 @@ pub struct Engine {
 }
 
 /// A region reached at the start of a round.
-struct Reached {
-    store: Arc<dyn Store>,
-    source: Source,
+pub(super) struct Reached {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) source: Source,
     /// Its feed is read only below this position during the round (`Store::feed_horizon`).
-    horizon: i64,
+    pub(super) horizon: i64,
+    /// What it holds as a reader, from its cursors at the start of the round (they only move
+    /// forward, so it holds at least that); `None` if they could not be read (nothing skipped).
+    reader: Option<Reader>,
 }
 
 impl Engine {
@@ -80,7 +84,7 @@ impl Engine {
     }
 
     /// Whether this round fills `target` (with a home, only home is filled).
-    fn pulls_into(&self, target: &crate::domain::RegionName) -> bool {
+    pub(super) fn pulls_into(&self, target: &crate::domain::RegionName) -> bool {
         self.home.as_ref().is_none_or(|home| home == target)
     }
 
@@ -104,16 +108,22 @@ impl Engine {
                 Ok(db_id) => store.feed_horizon().await.map(|horizon| (db_id, horizon)),
                 Err(e) => Err(e),
             };
-            (answer, latency)
+            // Its cursors say what it holds: pages it reads skip ranges of copies it holds.
+            let cursors = match answer {
+                Ok(_) if self.pulls_into(store.region()) => store.cursors().await.ok(),
+                _ => None,
+            };
+            (answer, latency, cursors)
         }))
         .await;
         let mut regions: Vec<RegionOutcome> = Vec::with_capacity(self.stores.len());
         let mut reached = Vec::new();
-        for (store, (answer, latency)) in self.stores.iter().zip(probes) {
+        for (store, (answer, latency, cursors)) in self.stores.iter().zip(probes) {
             let region = store.region().clone();
             match answer {
                 Ok((db_id, horizon)) => {
-                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id }, horizon });
+                    let reader = cursors.map(|cursors| Reader { db_id, cursors });
+                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id }, horizon, reader });
                     regions.push(RegionOutcome { region, error: None, latency: Some(latency), rows_applied: 0, pending: 0 });
                 }
                 Err(e) => {
@@ -195,144 +205,6 @@ impl Engine {
         report
     }
 
-    /// Fills, each in one bulk load, the reachable regions that are empty while at least
-    /// `BULK_MIN` changes wait for them in the others' feeds. A source's feed is read once for all
-    /// the regions loading it from the same position. Returns what each (source, target) pair got.
-    async fn bulk_loads(&self, reached: &[Reached], deadline: Instant) -> Vec<PairResult> {
-        // Which regions are empty? (Nothing is locked yet: they are looked at, and counted as
-        // sources, before any load begins.)
-        // Asked of every region at once: this runs at every round. Errors are left to the usual
-        // pairs, which report them.
-        let wanted = join_all(reached.iter().map(|target| target.store.wants_bulk_load())).await;
-        let empty: Vec<crate::domain::RegionName> = reached
-            .iter()
-            .zip(wanted)
-            .filter(|(target, wants)| matches!(wants, Ok(true)) && self.pulls_into(&target.source.region))
-            .map(|(target, _)| target.source.region.clone())
-            .collect();
-        if empty.is_empty() {
-            return Vec::new();
-        }
-        let mut candidates = Vec::new();
-        for target in reached.iter().filter(|t| empty.contains(&t.source.region)) {
-            let mut waiting = 0;
-            let mut starts = Vec::with_capacity(reached.len());
-            for source in reached.iter().filter(|s| s.source.region != target.source.region) {
-                let Ok(start) = target.store.cursor(&source.source).await else { break };
-                if !empty.contains(&source.source.region) {
-                    let cap = BULK_MIN.saturating_sub(u32::try_from(waiting).unwrap_or(u32::MAX));
-                    waiting += source.store.feed_len(start, Some(source.horizon), cap).await.unwrap_or(0);
-                }
-                starts.push((source.source.region.clone(), start));
-            }
-            if waiting >= u64::from(BULK_MIN) && starts.len() + 1 == reached.len() {
-                candidates.push((target, starts, waiting));
-            }
-        }
-        let mut loads: Vec<Load<'_>> = Vec::new();
-        for (target, starts, waiting) in candidates {
-            match target.store.begin_bulk_load().await {
-                Ok(Some(session)) => {
-                    tracing::info!(region = %target.source.region, waiting, "chargement en bloc d'une région vide");
-                    loads.push(Load { target, session, starts, results: Vec::new(), failed: None });
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(region = %target.source.region, error = %e, "chargement en bloc impossible"),
-            }
-        }
-        if loads.is_empty() {
-            return Vec::new();
-        }
-        // Regions being loaded are empty (and locked): they are sources of nothing.
-        let loading: Vec<crate::domain::RegionName> = loads.iter().map(|l| l.target.source.region.clone()).collect();
-        for source in reached.iter().filter(|s| !loading.contains(&s.source.region)) {
-            let mut starts: Vec<FeedPosition> = loads.iter().filter_map(|l| l.start(&source.source)).collect();
-            starts.sort();
-            starts.dedup();
-            for start in starts {
-                let mut group: Vec<&mut Load<'_>> =
-                    loads.iter_mut().filter(|l| l.failed.is_none() && l.start(&source.source) == Some(start)).collect();
-                self.bulk_from(source, start, &mut group, deadline).await;
-            }
-        }
-        let finished = join_all(loads.into_iter().map(|load| async move {
-            let Load { target, session, mut results, failed, .. } = load;
-            let failed = match failed {
-                Some(e) => Some(e), // dropped: rolled back
-                None => session.finish().await.err().map(|e| e.to_string()),
-            };
-            if let Some(e) = failed {
-                tracing::warn!(region = %target.source.region, error = %e, "chargement en bloc annulé");
-                for result in &mut results {
-                    result.rows_applied = 0;
-                    result.conflicts = 0;
-                    result.more = false;
-                    result.error.get_or_insert((Side::Target, e.clone()));
-                }
-            }
-            results
-        }))
-        .await;
-        finished.into_iter().flatten().collect()
-    }
-
-    /// Streams `source`'s feed from `start` into every load of `group` (the next batch is read
-    /// while the last one is applied everywhere).
-    async fn bulk_from(&self, source: &Reached, start: FeedPosition, group: &mut [&mut Load<'_>], deadline: Instant) {
-        let batch_size = self.options.batch_size;
-        let results: Vec<usize> = group
-            .iter_mut()
-            .map(|load| {
-                load.results.push(PairResult::new(&source.source, &load.target.source));
-                load.results.len() - 1
-            })
-            .collect();
-        // The loads' regions are empty: they hold nothing, whatever came from them before.
-        let mut read = source.store.changes_since(start, batch_size, Some(source.horizon), None).await;
-        loop {
-            let page = match read {
-                Ok(page) => page,
-                Err(e) => {
-                    for (load, &i) in group.iter_mut().zip(&results) {
-                        load.results[i].error = Some((Side::Source, e.to_string()));
-                    }
-                    return;
-                }
-            };
-            let Some(end) = page.end else { return };
-            let full = page.scanned == batch_size as usize;
-            let more = full && Instant::now() < deadline;
-            let batch = Batch { rows: page.rows.into_iter().map(|(_, v)| v).collect(), from: Some((source.source.clone(), end)) };
-            let next =
-                async { if more { Some(source.store.changes_since(end, batch_size, Some(source.horizon), None).await) } else { None } };
-            let batch = &batch;
-            let applies = join_all(group.iter_mut().zip(&results).filter(|(load, _)| load.failed.is_none()).map(|(load, &i)| async move {
-                let applied = load.session.apply(batch).await;
-                let result = &mut load.results[i];
-                result.rows_read += batch.rows.len() as u64;
-                match applied {
-                    Ok(applied) => {
-                        result.rows_applied += applied.rows;
-                        result.conflicts += applied.conflicts;
-                    }
-                    Err(e) => load.failed = Some(e.to_string()),
-                }
-            }));
-            let (next, _) = tokio::join!(next, applies);
-            match next {
-                Some(next) if group.iter().any(|l| l.failed.is_none()) => read = next,
-                _ => {
-                    if full && !more {
-                        for (load, &i) in group.iter_mut().zip(&results) {
-                            load.results[i].more = true;
-                        }
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
     /// Moves `source`'s new changes into `target`, streaming: the next batch is read while the
     /// previous one is applied (a channel of one batch bounds memory).
     async fn sync_pair(&self, source: &Reached, target: &Reached, deadline: Instant) -> PairResult {
@@ -348,16 +220,18 @@ impl Engine {
         let batch_size = self.options.batch_size;
         let reader_store = source.store.clone();
         let horizon = source.horizon;
-        let reader_db = target.source.db_id;
+        // The target as reader: ranges of copies it holds (the apply log) and versions it sent
+        // (`via`) are covered without being sent; without its cursors, only the latter.
+        let reader_state = target.reader.clone().unwrap_or_else(|| Reader { db_id: target.source.db_id, cursors: HashMap::new() });
         let reader = async move {
             let mut after = start;
             loop {
                 if Instant::now() >= deadline {
                     return true; // more may remain
                 }
-                let changes = reader_store.changes_since(after, batch_size, Some(horizon), Some(reader_db)).await;
+                let changes = reader_store.changes_since(after, batch_size, Some(horizon), Some(&reader_state)).await;
                 let (done, last) = match &changes {
-                    Ok(page) => (page.scanned < batch_size as usize, page.end),
+                    Ok(page) => (!page.more, page.end),
                     Err(_) => (true, None),
                 };
                 let empty = last.is_none();
@@ -382,6 +256,7 @@ impl Engine {
                 // A page whose rows were all left out still moves the cursor past them.
                 let Some(end) = page.end else { continue };
                 result.rows_read += page.rows.len() as u64;
+                result.rows_skipped += page.skipped;
                 // Every row goes to the target, even one it stamped itself: its database may have
                 // been recreated since. What it already holds is left out cheaply by `apply`.
                 let rows = page.rows.into_iter().map(|(_, v)| v).collect();
@@ -404,47 +279,32 @@ impl Engine {
     }
 }
 
-/// A bulk load under way into one region during a round.
-struct Load<'a> {
-    target: &'a Reached,
-    session: Box<dyn BulkLoad + 'a>,
-    /// Where the target's cursor on each source stood.
-    starts: Vec<(crate::domain::RegionName, FeedPosition)>,
-    results: Vec<PairResult>,
-    /// Why the load was abandoned (its transaction is rolled back).
-    failed: Option<String>,
-}
-
-impl Load<'_> {
-    fn start(&self, source: &Source) -> Option<FeedPosition> {
-        self.starts.iter().find(|(region, _)| *region == source.region).map(|(_, start)| *start)
-    }
-}
-
 /// Which end of a pair failed.
 #[derive(Clone, Copy, Debug)]
-enum Side {
+pub(super) enum Side {
     Source,
     Target,
 }
 
 /// A pair's result while the round runs.
-struct PairResult {
-    source: crate::domain::RegionName,
-    target: crate::domain::RegionName,
-    rows_read: u64,
-    rows_applied: u64,
-    conflicts: u64,
-    more: bool,
-    error: Option<(Side, String)>,
+pub(super) struct PairResult {
+    pub(super) source: crate::domain::RegionName,
+    pub(super) target: crate::domain::RegionName,
+    pub(super) rows_read: u64,
+    pub(super) rows_skipped: u64,
+    pub(super) rows_applied: u64,
+    pub(super) conflicts: u64,
+    pub(super) more: bool,
+    pub(super) error: Option<(Side, String)>,
 }
 
 impl PairResult {
-    fn new(source: &Source, target: &Source) -> Self {
+    pub(super) fn new(source: &Source, target: &Source) -> Self {
         Self {
             source: source.region.clone(),
             target: target.region.clone(),
             rows_read: 0,
+            rows_skipped: 0,
             rows_applied: 0,
             conflicts: 0,
             more: false,
@@ -455,6 +315,7 @@ impl PairResult {
     /// Adds what the same pair did earlier in the round (a bulk load).
     fn absorb(&mut self, earlier: PairResult) {
         self.rows_read += earlier.rows_read;
+        self.rows_skipped += earlier.rows_skipped;
         self.rows_applied += earlier.rows_applied;
         self.conflicts += earlier.conflicts;
         self.more |= earlier.more;
@@ -468,6 +329,7 @@ impl PairResult {
             source: self.source,
             target: self.target,
             rows_read: self.rows_read,
+            rows_skipped: self.rows_skipped,
             rows_applied: self.rows_applied,
             error: self.error.map(|(_, e)| e),
         }

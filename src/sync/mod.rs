@@ -1,7 +1,8 @@
-//! Replication. Owns: one round (engine.rs), when rounds run (scheduler.rs), round reports
+//! Replication. Owns: one round (engine.rs; bulk loads of empty regions, bulk.rs), when rounds run (scheduler.rs), round reports
 //! (report.rs), comparing regions (verify.rs). Leaves: versions, the clock and the LWW rule
 //! (`domain::version`, `domain::lww`), every SQL statement (store/).
 
+mod bulk;
 pub mod engine;
 pub mod report;
 pub mod scheduler;

@@ -45,6 +45,10 @@ pub struct PairOutcome {
     pub target: RegionName,
     /// Rows read from the source's feed for the target (not those received from the target).
     pub rows_read: u64,
+    /// Rows of the source's feed not read because the target already holds them: copies the
+    /// source applied from a third region whose feed the target had read past them (the apply
+    /// log's count when they were written).
+    pub rows_skipped: u64,
     /// Rows that won and were written into the target.
     pub rows_applied: u64,
     pub error: Option<String>,

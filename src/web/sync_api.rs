@@ -43,6 +43,9 @@ pub struct PairReportJson {
     /// Changes read from the source's feed for the target (versions the target itself had sent
     /// to the source are not read back).
     pub rows_read: u64,
+    /// Changes of the source's feed not read because the target already held them (copies the
+    /// source had received from a region whose feed the target had already read).
+    pub rows_skipped: u64,
     /// Rows the target wrote (versions newer than those it held).
     pub rows_applied: u64,
     pub error: Option<String>,
@@ -94,6 +97,7 @@ impl From<&RoundReport> for RoundJson {
                     source: p.source.to_string(),
                     target: p.target.to_string(),
                     rows_read: p.rows_read,
+                    rows_skipped: p.rows_skipped,
                     rows_applied: p.rows_applied,
                     error: p.error.clone(),
                 })

@@ -13,6 +13,7 @@ mod helpers;
 mod home;
 mod import_lww;
 mod layers;
+mod linear;
 mod monitor;
 mod monitor_rounds;
 mod openapi;

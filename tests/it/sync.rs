@@ -20,19 +20,22 @@ use crate::foreign_writers::Plain;
 use crate::helpers::pg_database;
 
 pub const NAMES: [&str; 3] = ["Dakar", "Thies", "Saint-Louis"];
+/// Up to six regions, the first three as `NAMES`.
+const SIX: [&str; 6] = ["Dakar", "Thies", "Saint-Louis", "Ziguinchor", "Kaolack", "Tambacounda"];
 
 fn limits() -> Limits {
     Limits { connect_timeout: Duration::from_secs(2), statement_timeout: Duration::from_secs(30) }
 }
 
-/// Opens and migrates one store per URL, named Dakar, Thies, Saint-Louis.
+/// Opens and migrates one store per URL, named Dakar, Thies, Saint-Louis (then Ziguinchor,
+/// Kaolack, Tambacounda).
 pub async fn open_stores(urls: Vec<DatabaseUrl>) -> Vec<Arc<dyn Store>> {
     open_stores_with(urls, limits()).await
 }
 
 /// `open_stores` with other timeouts.
 pub async fn open_stores_with(urls: Vec<DatabaseUrl>, limits: Limits) -> Vec<Arc<dyn Store>> {
-    let config = Config::with_regions(NAMES.iter().copied().zip(urls).collect());
+    let config = Config::with_regions(SIX.iter().copied().zip(urls).collect());
     let mut stores = Vec::new();
     for region in &config.regions {
         let store = store::open(region, limits).await.unwrap();
@@ -44,6 +47,10 @@ pub async fn open_stores_with(urls: Vec<DatabaseUrl>, limits: Limits) -> Vec<Arc
 
 pub fn sqlite_urls(dir: &std::path::Path) -> Vec<DatabaseUrl> {
     NAMES.iter().map(|n| DatabaseUrl::Sqlite(dir.join(format!("{n}.db")))).collect()
+}
+
+fn six_sqlite_urls(dir: &std::path::Path) -> Vec<DatabaseUrl> {
+    SIX.iter().map(|n| DatabaseUrl::Sqlite(dir.join(format!("{n}.db")))).collect()
 }
 
 pub fn pg_urls() -> Option<Vec<DatabaseUrl>> {
@@ -95,12 +102,13 @@ async fn assert_converged(stores: &[Arc<dyn Store>], oracle: &HashMap<VenteId, V
 
 // ---------- the convergence property ----------
 
+/// Regions are drawn among six and taken modulo the case's count.
 #[derive(Clone, Debug)]
 enum Op {
     /// A client write at a region whose clock is `skew_min` minutes off.
     Write { region: usize, row: usize, kind: u8, skew_min: i64, montant: u32 },
     /// A round with some regions down, the syncer dying after `crash_after` store calls.
-    Round { down: [bool; 3], crash_after: Option<i64> },
+    Round { down: [bool; 6], crash_after: Option<i64> },
     /// A whole feed re-delivered out of order (duplicates, reordering), without cursors.
     Replay { source: usize, target: usize, seed: u64 },
     /// Plain SQL from a connection that is not dsms's (psql, `sqlite3`): 0 INSERT with the guide's
@@ -110,11 +118,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..3usize, 0..8usize, 0..3u8, -60i64..=60, 1..1_000_000u32)
+        6 => (0..6usize, 0..8usize, 0..3u8, -60i64..=60, 1..1_000_000u32)
             .prop_map(|(region, row, kind, skew_min, montant)| Op::Write { region, row, kind, skew_min, montant }),
-        3 => (any::<[bool; 3]>(), proptest::option::of(0..40i64)).prop_map(|(down, crash_after)| Op::Round { down, crash_after }),
-        1 => (0..3usize, 0..3usize, any::<u64>()).prop_map(|(source, target, seed)| Op::Replay { source, target, seed }),
-        3 => (0..3usize, 0..8usize, 0..3u8, 1..1_000_000u32)
+        3 => (any::<[bool; 6]>(), proptest::option::of(0..40i64)).prop_map(|(down, crash_after)| Op::Round { down, crash_after }),
+        1 => (0..6usize, 0..6usize, any::<u64>()).prop_map(|(source, target, seed)| Op::Replay { source, target, seed }),
+        3 => (0..6usize, 0..8usize, 0..3u8, 1..1_000_000u32)
             .prop_map(|(region, row, kind, montant)| Op::Foreign { region, row, kind, montant }),
     ]
 }
@@ -124,6 +132,7 @@ fn row_id(row: usize) -> VenteId {
 }
 
 async fn run_case(real: Vec<Arc<dyn Store>>, plain: &[Plain], ops: Vec<Op>, batch_size: u32) {
+    let n = real.len();
     let flaky: Vec<Arc<FlakyStore>> = real.iter().map(|s| Flaky::wrap(s.clone())).collect();
     let stores: Vec<Arc<dyn Store>> = flaky.iter().map(|f| f.clone() as Arc<dyn Store>).collect();
     let mut oracle: HashMap<VenteId, Vente> = HashMap::new();
@@ -131,6 +140,7 @@ async fn run_case(real: Vec<Arc<dyn Store>>, plain: &[Plain], ops: Vec<Op>, batc
     for (step, op) in ops.into_iter().enumerate() {
         match op {
             Op::Write { region, row, kind, skew_min, montant } => {
+                let region = region % n;
                 let id = row_id(row);
                 let vente =
                     new_vente(&stores, (row + kind as usize) % 3, &format!("Produit {row}"), &format!("{montant}.{:02}", step % 100));
@@ -148,6 +158,7 @@ async fn run_case(real: Vec<Arc<dyn Store>>, plain: &[Plain], ops: Vec<Op>, batc
                 }
             }
             Op::Foreign { region, row, kind, montant } => {
+                let region = region % n;
                 let (id, other) = (row_id(row), row_id((row + 1) % 8));
                 // Refused statements (an id already there, nothing to update) change nothing.
                 let _ = match kind {
@@ -170,9 +181,10 @@ async fn run_case(real: Vec<Arc<dyn Store>>, plain: &[Plain], ops: Vec<Op>, batc
                 }
                 if let Some(calls) = crash_after {
                     // The syncer "crashes": every store stops answering after `calls` calls in total.
-                    let share = calls / 3;
+                    let count = n as i64;
+                    let share = calls / count;
                     for (i, f) in flaky.iter().enumerate() {
-                        f.guard().fail_after(share + i64::from(i < (calls % 3) as usize));
+                        f.guard().fail_after(share + i64::from(i < (calls % count) as usize));
                     }
                 }
                 engine(&stores, batch_size).round().await;
@@ -181,6 +193,7 @@ async fn run_case(real: Vec<Arc<dyn Store>>, plain: &[Plain], ops: Vec<Op>, batc
                 }
             }
             Op::Replay { source, target, seed } => {
+                let (source, target) = (source % n, target % n);
                 let mut changes = real[source].changes_since(FeedPosition::default(), 10_000, None, None).await.unwrap().rows;
                 // Deterministic shuffle and duplication from the seed.
                 let mut state = seed | 1;
@@ -223,6 +236,24 @@ fn all_regions_converge_to_the_lww_oracle_on_sqlite() {
         runtime.block_on(async {
             cleaner.wipe().await;
             run_case(stores.clone(), &plain, ops, batch_size).await;
+        });
+    });
+}
+
+/// Four to six regions: more paths for a change to travel, and the apply log's skips between
+/// regions that each hold copies from several others.
+#[test]
+fn up_to_six_regions_converge_to_the_lww_oracle_on_sqlite() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = ProptestConfig { cases: cases() / 4, failure_persistence: None, ..ProptestConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let urls = six_sqlite_urls(dir.path());
+    let (stores, cleaner, plain) =
+        runtime.block_on(async { (open_stores(urls.clone()).await, Cleaner::open(&urls).await, Plain::open_all(&urls).await) });
+    proptest!(config, |(regions in 4..=6usize, ops in proptest::collection::vec(op(), 1..60), batch_size in 1..8u32)| {
+        runtime.block_on(async {
+            cleaner.wipe().await;
+            run_case(stores[..regions].to_vec(), &plain[..regions], ops, batch_size).await;
         });
     });
 }
@@ -287,13 +318,13 @@ impl Cleaner {
         for pool in &self.0 {
             match pool {
                 Pool::Postgres(pool) => {
-                    sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict").execute(pool).await.unwrap();
+                    sqlx::query("TRUNCATE vente, dsms_cursor, dsms_conflict, dsms_applied").execute(pool).await.unwrap();
                 }
                 Pool::Sqlite(pool) => {
                     // Marked as dsms's own transaction: a foreign DELETE would only soft-delete.
                     let mut tx = pool.begin().await.unwrap();
                     sqlx::query("UPDATE dsms_clock SET dsms = 1").execute(&mut *tx).await.unwrap();
-                    for table in ["vente", "dsms_cursor", "dsms_conflict"] {
+                    for table in ["vente", "dsms_cursor", "dsms_conflict", "dsms_applied"] {
                         sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.unwrap();
                     }
                     sqlx::query("UPDATE dsms_clock SET dsms = 0").execute(&mut *tx).await.unwrap();

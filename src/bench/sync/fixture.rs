@@ -251,6 +251,38 @@ pub async fn write_rows(
     Ok(seconds)
 }
 
+/// Writes `rows` into the region at `url` one transaction each, as sales arrive through the write
+/// path (`Store::write`), `writers` at once, through a store of its own that is closed afterwards.
+/// `each` sees every sale written. Returns the seconds it took.
+pub async fn write_each(
+    url: &str,
+    region: &str,
+    rows: impl Iterator<Item = (VenteId, NewVente)>,
+    writers: usize,
+    mut each: impl FnMut(Vente),
+) -> anyhow::Result<f64> {
+    use futures::StreamExt;
+    let store = PgStore::open(RegionName::new(region), url, limits())?;
+    let started = Instant::now();
+    let store_ref = &store;
+    let mut written =
+        futures::stream::iter(rows)
+            .map(|(id, vente)| async move {
+                Store::write(store_ref, &crate::domain::LocalWrite::Create { id, vente }, chrono::Utc::now()).await
+            })
+            .buffer_unordered(writers);
+    while let Some(outcome) = written.next().await {
+        match outcome? {
+            crate::domain::WriteOutcome::Written(v) => each(v),
+            other => anyhow::bail!("write not done: {other:?}"),
+        }
+    }
+    drop(written);
+    let seconds = started.elapsed().as_secs_f64();
+    store.pool().close().await;
+    Ok(seconds)
+}
+
 /// `n` new random sales (fresh ids), generated lazily a batch at a time.
 pub fn new_sales(n: u64) -> impl Iterator<Item = (VenteId, NewVente)> {
     let regions: Vec<RegionName> = REGIONS.iter().map(|r| RegionName::new(r)).collect();

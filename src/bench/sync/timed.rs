@@ -17,7 +17,7 @@ use crate::domain::RegionSales;
 use crate::domain::WriteOutcome;
 use crate::domain::lww::Conflict;
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
-use crate::store::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
+use crate::store::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Reader, Source, Store, StoreError};
 
 /// What one store was asked during the timed part of a benchmark.
 #[derive(Debug, Default)]
@@ -212,12 +212,16 @@ impl Store for Timed {
         self.other(self.inner.cursor(source)).await
     }
 
+    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+        self.other(self.inner.cursors()).await
+    }
+
     async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         let started = Instant::now();
         let changes = self.inner.changes_since(after, limit, before, reader).await;

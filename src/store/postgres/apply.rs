@@ -160,6 +160,9 @@ impl PgApply<'_> {
     async fn copied(&mut self, batch: &Batch, written: u64, now: DateTime<Utc>) -> Result<Applied, StoreError> {
         if let Some((source, end)) = &batch.from {
             self.move_cursor(source, *end, now).await?;
+            if written > 0 {
+                self.log_applied(source, *end, written).await?;
+            }
         }
         Ok(Applied { rows: written, conflicts: 0 })
     }
@@ -239,6 +242,26 @@ impl ApplySql for PgApply<'_> {
         .bind(end.pos)
         .bind(end.id)
         .bind(now)
+        .execute(&mut *self.conn)
+        .await
+        .map(drop)
+        .map_err(self.store.err())
+    }
+
+    async fn log_applied(&mut self, source: &Source, end: FeedPosition, written: u64) -> Result<(), StoreError> {
+        // Every row this transaction wrote carries its id. A bulk load applies many batches in one
+        // transaction: one log row per source, at the furthest end, counting every row.
+        sqlx::query(
+            "INSERT INTO dsms_applied (txid, source_db, end_pos, end_id, rows, here_db) \
+             SELECT pg_current_xact_id(), $1, $2, $3, $4, db_id FROM dsms_meta \
+             ON CONFLICT (txid, source_db) DO UPDATE SET rows = dsms_applied.rows + EXCLUDED.rows, \
+                 end_pos = CASE WHEN (EXCLUDED.end_pos, EXCLUDED.end_id) > (dsms_applied.end_pos, dsms_applied.end_id) THEN EXCLUDED.end_pos ELSE dsms_applied.end_pos END, \
+                 end_id = CASE WHEN (EXCLUDED.end_pos, EXCLUDED.end_id) > (dsms_applied.end_pos, dsms_applied.end_id) THEN EXCLUDED.end_id ELSE dsms_applied.end_id END",
+        )
+        .bind(source.db_id)
+        .bind(end.pos)
+        .bind(end.id)
+        .bind(i64::try_from(written).unwrap_or(i64::MAX))
         .execute(&mut *self.conn)
         .await
         .map(drop)

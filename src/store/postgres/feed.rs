@@ -2,10 +2,13 @@
 //! read only below the oldest transaction still running, so a late commit is never skipped;
 //! cursors, horizons and `LISTEN` wake-ups.
 
+use std::collections::HashMap;
+
 use super::COLUMNS;
 use super::PgStore;
-use crate::store::row::feed_page;
-use crate::store::{Blocker, FeedHold, FeedPage, FeedPosition, Source, StoreError};
+use crate::store::row::{feed_page, known_cursors};
+use crate::store::skip::{self, LOG_ROWS_PER_PAGE, Logged, Segment};
+use crate::store::{Blocker, FeedHold, FeedPage, FeedPosition, Reader, Source, StoreError};
 
 /// A `pg_stat_activity` row: pid, database, transaction age in seconds, state.
 type BlockerRow = (i32, Option<String>, Option<f64>, Option<String>);
@@ -18,6 +21,9 @@ const PENDING_CAP: i64 = 100_000;
 /// with a smaller id has ended, and any later one gets a larger id, so nothing can appear behind.
 const FEED_RANGE: &str = "(txid, id) > ($1::text::xid8, $2) \
      AND txid < (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $4::text::xid8))";
+
+/// The bound, then one apply log row (`txid`, `source_db`, `end_pos`, `end_id`, `rows`) if any.
+type LogRow = (i64, Option<i64>, Option<uuid::Uuid>, Option<i64>, Option<uuid::Uuid>, Option<i64>);
 
 impl PgStore {
     pub(super) async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
@@ -33,40 +39,128 @@ impl PgStore {
         .await
     }
 
+    pub(super) async fn cursors(&self) -> Result<HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(uuid::Uuid, i64, uuid::Uuid)> =
+                sqlx::query_as("SELECT source_db, pos, id FROM dsms_cursor").fetch_all(&self.pool).await.map_err(self.err())?;
+            Ok(known_cursors(rows))
+        })
+        .await
+    }
+
     pub(super) async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         self.bounded(async {
-            // The limit is hidden from the planner (`(SELECT $3)`): seeing LIMIT 5000 against a
-            // feed it wrongly believes short (no statistics yet after a bulk load), it would read
-            // every remaining row (bitmap scan) and sort them for each page, instead of walking
-            // `vente_feed` in order and stopping after `limit` rows.
-            let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS}, txid::text::int8 AS pos, coalesce(via = $5, false) AS known, \
-                   EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = $6 AND q.vente_id = vente.id) AS quarantined \
-                 FROM vente WHERE {FEED_RANGE} ORDER BY txid, id LIMIT (SELECT $3::int8)"
-            ))
+            let Some(reader) = reader else {
+                // Nothing to skip: one index range scan below the oldest running transaction.
+                let rows = sqlx::query(&format!(
+                    "SELECT {COLUMNS}, txid::text::int8 AS pos, false AS known, \
+                       EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = $5 AND q.vente_id = vente.id) AS quarantined \
+                     FROM vente WHERE {FEED_RANGE} ORDER BY txid, id LIMIT (SELECT $3::int8)"
+                ))
+                .bind(after.pos.to_string())
+                .bind(after.id)
+                .bind(i64::from(limit))
+                .bind(before.unwrap_or(i64::MAX).to_string())
+                .bind(self.region.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?;
+                let mut page = self.decoded_page(&rows).await?;
+                page.more = page.scanned >= limit as usize;
+                return Ok(page);
+            };
+            // The bound, taken once: every transaction below it has ended, so what the page reads
+            // below it (rows and log rows) is final, whatever ends meanwhile.
+            let log: Vec<LogRow> = sqlx::query_as(
+                "SELECT b.bound::text::int8, a.txid::text::int8, a.source_db, a.end_pos, a.end_id, a.rows \
+                 FROM (SELECT least(pg_snapshot_xmin(pg_current_snapshot()), $2::text::xid8) AS bound) AS b \
+                 LEFT JOIN LATERAL (SELECT txid, source_db, end_pos, end_id, rows FROM dsms_applied \
+                     WHERE $4 AND txid >= $1::text::xid8 AND txid < b.bound \
+                     AND here_db = (SELECT db_id FROM dsms_meta) ORDER BY txid LIMIT $3) AS a ON true",
+            )
             .bind(after.pos.to_string())
-            .bind(after.id)
-            .bind(i64::from(limit))
             .bind(before.unwrap_or(i64::MAX).to_string())
-            .bind(reader)
-            .bind(self.region.as_str())
+            .bind(i64::from(LOG_ROWS_PER_PAGE))
+            .bind(true)
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
-            // A row that cannot be decoded is set aside and the feed moves past it; one that
-            // decodes again leaves quarantine.
-            let (page, bad, healed) = feed_page(&rows, &self.region, |row| self.decode(row))?;
-            self.quarantine_bad_now(&bad).await?;
-            self.release_healed(&healed).await?;
-            Ok(page)
+            let bound = log.first().map_or(after.pos, |row| row.0);
+            let logged: Vec<Logged> = log
+                .into_iter()
+                .filter_map(|(_, txid, source_db, end_pos, end_id, rows)| {
+                    Some(Logged {
+                        lo: txid?,
+                        hi: txid?,
+                        source_db: source_db?,
+                        end: FeedPosition { pos: end_pos?, id: end_id? },
+                        rows: rows?,
+                    })
+                })
+                .collect();
+            let capped = logged.len() >= LOG_ROWS_PER_PAGE as usize;
+            let plan = skip::plan(after, bound, logged, capped, Some(reader));
+            let segments: Vec<&Segment> = plan.segments.iter().filter(|s| !s.is_empty()).collect();
+            // Every segment in one statement, each an index range scan that stops after `limit`
+            // rows (an empty one costs one probe); the rows of a segment all precede the next's.
+            // The limit is hidden from the planner (`(SELECT $5)`): seeing LIMIT 5000 against a
+            // feed it wrongly believes short (no statistics yet after a bulk load), it would read
+            // every remaining row (bitmap scan) and sort them, instead of walking `vente_feed`.
+            let rows = if segments.is_empty() {
+                Vec::new()
+            } else if let [segment] = segments.as_slice() {
+                // One segment (nothing to skip, the usual case): a plain index range scan.
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS}, txid::text::int8 AS pos, coalesce(via = $4, false) AS known, \
+                       EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = $6 AND q.vente_id = vente.id) AS quarantined \
+                     FROM vente WHERE (txid, id) > ($1::text::xid8, $2) AND txid < $3::text::xid8 ORDER BY txid, id LIMIT (SELECT $5::int8)"
+                ))
+                .bind(segment.after.pos.to_string())
+                .bind(segment.after.id)
+                .bind(segment.before.to_string())
+                .bind(reader.db_id)
+                .bind(i64::from(limit))
+                .bind(self.region.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?
+            } else {
+                sqlx::query(&format!(
+                    "SELECT f.* FROM unnest($1::int8[], $2::uuid[], $3::int8[]) WITH ORDINALITY AS s(after_pos, after_id, before_pos, n) \
+                     CROSS JOIN LATERAL (SELECT {COLUMNS}, txid, txid::text::int8 AS pos, coalesce(via = $4, false) AS known, \
+                         EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = $6 AND q.vente_id = vente.id) AS quarantined FROM vente \
+                         WHERE (txid, id) > (s.after_pos::text::xid8, s.after_id) AND txid < s.before_pos::text::xid8 \
+                         ORDER BY txid, id LIMIT (SELECT $5::int8)) AS f \
+                     ORDER BY s.n, f.txid, f.id LIMIT (SELECT $5::int8)"
+                ))
+                .bind(segments.iter().map(|s| s.after.pos).collect::<Vec<_>>())
+                .bind(segments.iter().map(|s| s.after.id).collect::<Vec<_>>())
+                .bind(segments.iter().map(|s| s.before).collect::<Vec<_>>())
+                .bind(reader.db_id)
+                .bind(i64::from(limit))
+                .bind(self.region.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?
+            };
+            Ok(skip::finish(&plan, self.decoded_page(&rows).await?, limit))
         })
         .await
+    }
+
+    /// A feed page from its rows: a row that cannot be decoded is set aside and the feed moves
+    /// past it; one that decodes again leaves quarantine.
+    async fn decoded_page(&self, rows: &[sqlx::postgres::PgRow]) -> Result<FeedPage, StoreError> {
+        let (page, bad, healed) = feed_page(rows, &self.region, |row| self.decode(row))?;
+        self.quarantine_bad_now(&bad).await?;
+        self.release_healed(&healed).await?;
+        Ok(page)
     }
 
     pub(super) async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {

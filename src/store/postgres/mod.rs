@@ -23,7 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
-use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError};
 use crate::domain::lww::Conflict;
 use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
@@ -235,12 +235,16 @@ impl Store for PgStore {
         PgStore::cursor(self, source).await
     }
 
+    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+        PgStore::cursors(self).await
+    }
+
     async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         PgStore::changes_since(self, after, limit, before, reader).await
     }

@@ -16,13 +16,16 @@ type ItemRow = (String, uuid::Uuid, String, String, DateTime<Utc>, DateTime<Utc>
 
 impl PgStore {
     /// Records rows of this database that cannot be decoded (their text read by the database
-    /// itself), and logs each once.
+    /// itself), and logs each once. The row is locked and checked again first: a reader that read
+    /// the bad version just before an apply replaced it (and released it from quarantine) waits
+    /// for that apply to commit, then finds a newer version and records nothing.
     pub(super) async fn quarantine_bad(&self, conn: &mut PgConnection, bad: &[Bad]) -> Result<(), StoreError> {
         let now = (self.clock)();
         for b in bad {
             let fresh: Option<(bool,)> = sqlx::query_as(
                 "INSERT INTO dsms_quarantine (region, vente_id, field, raw, reason, first_seen, last_seen) \
                  SELECT $1, v.id, $3, row_to_json(v)::text, $4, $5, $5 FROM vente v WHERE v.id = $2 AND ($6::int8 IS NULL OR v.hlc = $6) \
+                 FOR UPDATE OF v \
                  ON CONFLICT (region, vente_id) DO UPDATE SET field = EXCLUDED.field, raw = EXCLUDED.raw, \
                    reason = EXCLUDED.reason, last_seen = EXCLUDED.last_seen \
                  RETURNING (xmax = 0)",

@@ -25,7 +25,8 @@ impl SqliteStore {
             let now = (self.clock)();
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
             let rows = self.screen_in(&mut tx, batch, &rows, now).await?;
-            let mut sql = SqliteApply { store: self, conn: &mut tx, via: batch.from.as_ref().map(|(source, _)| source.db_id) };
+            let mut sql =
+                SqliteApply { store: self, conn: &mut tx, via: batch.from.as_ref().map(|(source, _)| source.db_id), positions: None };
             let held = sql.held_versions(&rows).await?;
             let applied = apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), &self.region, now).await?;
             // The upsert ran marked as dsms's own (see `end_stamping`); the mark ends with it.
@@ -80,6 +81,8 @@ struct SqliteApply<'c> {
     store: &'c SqliteStore,
     conn: &'c mut SqliteConnection,
     via: Option<uuid::Uuid>,
+    /// The feed positions the upsert took (`first..=last`), for the apply log.
+    positions: Option<(i64, i64)>,
 }
 
 #[async_trait::async_trait]
@@ -130,7 +133,9 @@ impl ApplySql for SqliteApply<'_> {
             .fetch_one(&mut *self.conn)
             .await
             .map_err(self.store.err())?;
-        SqliteStore::upsert(self.conn, rows, first_of(last_seq, rows.len()), true, self.via).await.map_err(self.store.err())
+        let first = first_of(last_seq, rows.len());
+        self.positions = Some((first, last_seq));
+        SqliteStore::upsert(self.conn, rows, first, true, self.via).await.map_err(self.store.err())
     }
 
     async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError> {
@@ -168,6 +173,26 @@ impl ApplySql for SqliteApply<'_> {
         .bind(end.pos)
         .bind(end.id)
         .bind(now.timestamp_micros())
+        .execute(&mut *self.conn)
+        .await
+        .map(drop)
+        .map_err(self.store.err())
+    }
+
+    async fn log_applied(&mut self, source: &Source, end: FeedPosition, written: u64) -> Result<(), StoreError> {
+        // The positions were handed out under the write lock this transaction holds: no other
+        // row can take one of them.
+        let Some((lo, hi)) = self.positions else { return Ok(()) };
+        sqlx::query(
+            "INSERT OR REPLACE INTO dsms_applied (hi, lo, source_db, end_pos, end_id, rows, here_db) \
+             SELECT ?, ?, ?, ?, ?, ?, db_id FROM dsms_meta WHERE id = 1",
+        )
+        .bind(hi)
+        .bind(lo)
+        .bind(source.db_id)
+        .bind(end.pos)
+        .bind(end.id)
+        .bind(i64::try_from(written).unwrap_or(i64::MAX))
         .execute(&mut *self.conn)
         .await
         .map(drop)

@@ -1,10 +1,13 @@
 //! The SQLite change feed: a counter advanced under the write lock, gap-free in commit order;
 //! cursors and horizons.
 
+use std::collections::HashMap;
+
 use super::COLUMNS;
 use super::SqliteStore;
-use crate::store::row::feed_page;
-use crate::store::{FeedPage, FeedPosition, Source, StoreError};
+use crate::store::row::{feed_page, known_cursors};
+use crate::store::skip::{self, LOG_ROWS_PER_PAGE, Logged};
+use crate::store::{FeedPage, FeedPosition, Reader, Source, StoreError};
 
 impl SqliteStore {
     pub(super) async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
@@ -20,34 +23,83 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn cursors(&self) -> Result<HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+        self.bounded(async {
+            let rows: Vec<(uuid::Uuid, i64, uuid::Uuid)> =
+                sqlx::query_as("SELECT source_db, pos, id FROM dsms_cursor").fetch_all(&self.pool).await.map_err(self.err())?;
+            Ok(known_cursors(rows))
+        })
+        .await
+    }
+
     pub(super) async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         self.bounded(async {
-            // seq is unique: the id part of the position is not needed here.
-            let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS}, seq AS pos, coalesce(via = ?, 0) AS known, \
-                   EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = ? AND q.vente_id = vente.id) AS quarantined \
-                 FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
-            ))
-            .bind(reader)
-            .bind(self.region.as_str())
-            .bind(after.pos)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.err())?;
+            let bound = before.unwrap_or(i64::MAX);
+            // One connection for the log and every segment (positions below the bound are final:
+            // the counter only grows, so no row can appear in a range once it is read).
+            let mut conn = self.pool.acquire().await.map_err(self.err())?;
+            let logged: Vec<Logged> = if reader.is_some() {
+                let rows: Vec<(i64, i64, uuid::Uuid, i64, uuid::Uuid, i64)> = sqlx::query_as(
+                    "SELECT lo, hi, source_db, end_pos, end_id, rows FROM dsms_applied \
+                     WHERE hi > ? AND lo < ? AND here_db = (SELECT db_id FROM dsms_meta WHERE id = 1) ORDER BY hi LIMIT ?",
+                )
+                .bind(after.pos)
+                .bind(bound)
+                .bind(i64::from(LOG_ROWS_PER_PAGE))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(self.err())?;
+                rows.into_iter()
+                    .map(|(lo, hi, source_db, end_pos, end_id, rows)| Logged {
+                        lo,
+                        hi,
+                        source_db,
+                        end: FeedPosition { pos: end_pos, id: end_id },
+                        rows,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let capped = logged.len() >= LOG_ROWS_PER_PAGE as usize;
+            let plan = skip::plan(after, bound, logged, capped, reader);
+            // Segment by segment, each an index range scan, until the page is full. seq is
+            // unique: the id part of a position is not needed here.
+            let mut rows = Vec::new();
+            for segment in plan.segments.iter().filter(|s| !s.is_empty()) {
+                let left = (limit as usize).saturating_sub(rows.len());
+                if left == 0 {
+                    break;
+                }
+                rows.extend(
+                    sqlx::query(&format!(
+                        "SELECT {COLUMNS}, seq AS pos, coalesce(via = ?, 0) AS known, \
+                           EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = ? AND q.vente_id = vente.id) AS quarantined \
+                         FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
+                    ))
+                    .bind(reader.map(|r| r.db_id))
+                    .bind(self.region.as_str())
+                    .bind(segment.after.pos)
+                    .bind(segment.before)
+                    .bind(i64::try_from(left).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(self.err())?,
+                );
+            }
+            drop(conn);
             // A row that cannot be decoded is set aside and the feed moves past it; one that
             // decodes again leaves quarantine.
             let (page, bad, healed) = feed_page(&rows, &self.region, |row| self.decode(row))?;
             self.quarantine_bad_now(&bad).await?;
             self.release_healed(&healed).await?;
-            Ok(page)
+            Ok(skip::finish(&plan, page, limit))
         })
         .await
     }

@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
-use super::{Applied, Batch, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use super::{Applied, Batch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError};
 use crate::domain::lww::Conflict;
 use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
@@ -225,12 +225,16 @@ impl Store for SqliteStore {
         SqliteStore::cursor(self, source).await
     }
 
+    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+        SqliteStore::cursors(self).await
+    }
+
     async fn changes_since(
         &self,
         after: FeedPosition,
         limit: u32,
         before: Option<i64>,
-        reader: Option<uuid::Uuid>,
+        reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         SqliteStore::changes_since(self, after, limit, before, reader).await
     }
