@@ -25,6 +25,7 @@ pub struct Metrics {
     round_duration: Histogram,
     rows_applied: IntCounterVec,
     conflicts: IntCounter,
+    restores: IntCounterVec,
     region_up: IntGaugeVec,
     region_lag: IntGaugeVec,
     region_offset: GaugeVec,
@@ -64,6 +65,13 @@ impl Metrics {
             &["source", "target"],
         )?;
         let conflicts = IntCounter::new("dsms_conflicts_total", "Concurrent writes logged as conflicts by sync rounds")?;
+        let restores = IntCounterVec::new(
+            Opts::new(
+                "dsms_sync_restores_detected_total",
+                "Regions found gone back in time (restored from a backup) by sync rounds, and given a new identity",
+            ),
+            &["region"],
+        )?;
         let region_up = IntGaugeVec::new(Opts::new("dsms_region_up", "1 when the region's last contact succeeded, else 0"), &["region"])?;
         let region_lag = IntGaugeVec::new(
             Opts::new("dsms_region_lag_rows", "Changes held by the region not yet received by every other region"),
@@ -92,6 +100,7 @@ impl Metrics {
         registry.register(Box::new(round_duration.clone()))?;
         registry.register(Box::new(rows_applied.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
+        registry.register(Box::new(restores.clone()))?;
         registry.register(Box::new(region_up.clone()))?;
         registry.register(Box::new(region_lag.clone()))?;
         registry.register(Box::new(region_offset.clone()))?;
@@ -104,6 +113,7 @@ impl Metrics {
         }
         for region in regions.iter() {
             region_up.with_label_values(&[region.as_str()]);
+            restores.with_label_values(&[region.as_str()]);
             region_lag.with_label_values(&[region.as_str()]);
         }
         for cache in [CacheName::Analytics, CacheName::TotalVentes] {
@@ -116,6 +126,7 @@ impl Metrics {
             round_duration,
             rows_applied,
             conflicts,
+            restores,
             region_up,
             region_lag,
             region_offset,
@@ -133,6 +144,9 @@ impl Metrics {
             self.rows_applied.with_label_values(&[pair.source.as_str(), pair.target.as_str()]).inc_by(pair.rows_applied);
         }
         self.conflicts.inc_by(report.conflicts);
+        for restore in &report.restores {
+            self.restores.with_label_values(&[restore.region.as_str()]).inc();
+        }
         for region in report.regions.iter().filter(|r| r.reached()) {
             self.region_lag.with_label_values(&[region.region.as_str()]).set(i64::try_from(region.pending).unwrap_or(i64::MAX));
         }

@@ -28,8 +28,15 @@ pub(crate) trait ApplySql: Send {
     async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError>;
     /// Logs conflicts, each once (deduplicated by row, winner and loser); returns those new.
     async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError>;
-    /// Moves this database's cursor on `source`'s feed forward to `end` (never back).
-    async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Moves this database's cursor on `source`'s feed forward to `end` (never back), recording
+    /// the source's `epoch` the rows were read under (kept as it was when `None`).
+    async fn move_cursor(
+        &mut self,
+        source: &Source,
+        end: FeedPosition,
+        epoch: Option<uuid::Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Applies `rows` (one version per id, see `dedupe_by_id`) whose stored versions are `held`, as
@@ -39,6 +46,7 @@ pub(crate) async fn apply_rows(
     rows: &[Vente],
     held: &HashMap<VenteId, Version>,
     from: Option<&(Source, FeedPosition)>,
+    epoch: Option<uuid::Uuid>,
     region: &RegionName,
     now: DateTime<Utc>,
 ) -> Result<Applied, StoreError> {
@@ -61,7 +69,7 @@ pub(crate) async fn apply_rows(
     let written = if writes.is_empty() { 0 } else { sql.upsert_newer(&writes).await? };
     let logged = if conflicts.is_empty() { 0 } else { sql.log_conflicts(&conflicts).await? };
     if let Some((source, end)) = from {
-        sql.move_cursor(source, *end, now).await?;
+        sql.move_cursor(source, *end, epoch, now).await?;
     }
     Ok(Applied { rows: written, conflicts: logged })
 }

@@ -49,11 +49,14 @@ pub struct Engine {
 }
 
 /// A region reached at the start of a round.
-struct Reached {
-    store: Arc<dyn Store>,
-    source: Source,
-    /// Its feed is read only below this position during the round (`Store::feed_horizon`).
-    horizon: i64,
+pub(super) struct Reached {
+    pub store: Arc<dyn Store>,
+    pub source: Source,
+    /// Its feed is read only below this position during the round (`Store::feed_horizon`, and
+    /// the epoch's bound).
+    pub horizon: i64,
+    /// The epoch of its feed that reads record during this round (`sync::restore`).
+    pub epoch: Option<uuid::Uuid>,
 }
 
 impl Engine {
@@ -95,7 +98,7 @@ impl Engine {
             let region = store.region().clone();
             match answer {
                 Ok((db_id, horizon)) => {
-                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id }, horizon });
+                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id }, horizon, epoch: None });
                     regions.push(RegionOutcome { region, error: None, latency: Some(latency), rows_applied: 0, pending: 0 });
                 }
                 Err(e) => {
@@ -109,6 +112,17 @@ impl Engine {
         // give transactions already under way (a write that just committed elsewhere, a neighbour
         // database's) a moment to end, so the round carries what was committed before it began.
         join_all(reached.iter().map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions(r.horizon)))).await;
+
+        // A region restored from a backup is found and given a new identity before anything is
+        // read; every source opens the epoch its readers record (see restore.rs).
+        let checked = super::restore::check_and_open_epochs(&mut reached, started_at).await;
+        for (region, error) in checked.failed {
+            tracing::warn!(region = %region, %error, "région écartée de ce tour : contrôle de restauration impossible");
+            reached.retain(|r| r.source.region != region);
+            if let Some(outcome) = regions.iter_mut().find(|r| r.region == region) {
+                outcome.error.get_or_insert(error);
+            }
+        }
 
         // Empty regions with a large backlog are filled first, in bulk.
         let reached = &reached;
@@ -172,6 +186,7 @@ impl Engine {
             regions,
             pairs: pairs.into_iter().map(PairResult::into_outcome).collect(),
             conflicts,
+            restores: checked.restored,
         };
         log_round(&report);
         report
@@ -284,7 +299,11 @@ impl Engine {
             let Some(end) = page.end else { return };
             let full = page.scanned == batch_size as usize;
             let more = full && Instant::now() < deadline;
-            let batch = Batch { rows: page.rows.into_iter().map(|(_, v)| v).collect(), from: Some((source.source.clone(), end)) };
+            let batch = Batch {
+                rows: page.rows.into_iter().map(|(_, v)| v).collect(),
+                from: Some((source.source.clone(), end)),
+                epoch: source.epoch,
+            };
             let next =
                 async { if more { Some(source.store.changes_since(end, batch_size, Some(source.horizon), None).await) } else { None } };
             let batch = &batch;
@@ -367,7 +386,7 @@ impl Engine {
                 // Every row goes to the target, even one it stamped itself: its database may have
                 // been recreated since. What it already holds is left out cheaply by `apply`.
                 let rows = page.rows.into_iter().map(|(_, v)| v).collect();
-                match target.store.apply(&Batch { rows, from: Some((source.source.clone(), end)) }).await {
+                match target.store.apply(&Batch { rows, from: Some((source.source.clone(), end)), epoch: source.epoch }).await {
                     Ok(applied) => {
                         result.rows_applied += applied.rows;
                         result.conflicts += applied.conflicts;
@@ -461,13 +480,14 @@ fn log_round(report: &RoundReport) {
     let duration_ms = report.duration.as_millis();
     match report.status {
         RoundStatus::Success => {
-            tracing::info!(status = "success", duration_ms, rows = %rows.join(" "), conflicts = report.conflicts, "synchronisation terminée")
+            tracing::info!(status = "success", duration_ms, rows = %rows.join(" "), conflicts = report.conflicts, restores = report.restores.len(), "synchronisation terminée")
         }
         _ => tracing::warn!(
             status = ?report.status,
             duration_ms,
             rows = %rows.join(" "),
             conflicts = report.conflicts,
+            restores = report.restores.len(),
             error = report.error_summary().unwrap_or_default(),
             "synchronisation terminée avec erreurs"
         ),

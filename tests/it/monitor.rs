@@ -62,7 +62,15 @@ fn round(app: &TestApp, status: RoundStatus, failed: &[&str], rows_applied: u64)
         rows_applied,
         error: None,
     }];
-    RoundReport { started_at: Utc::now(), duration: Duration::from_micros(234_400), status, regions, pairs, conflicts: 1 }
+    RoundReport {
+        started_at: Utc::now(),
+        duration: Duration::from_micros(234_400),
+        status,
+        regions,
+        pairs,
+        conflicts: 1,
+        restores: Vec::new(),
+    }
 }
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {

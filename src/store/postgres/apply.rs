@@ -77,7 +77,7 @@ impl PgStore {
             // A row arrived meanwhile (another syncer): look again.
             held = sql.held_versions(&rows).await?;
         }
-        apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), &self.region, now).await
+        apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), batch.epoch, &self.region, now).await
     }
 
     pub(super) async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
@@ -124,7 +124,7 @@ impl PgApply<'_> {
     /// The end of an apply whose rows were all copied in: no conflict is possible, the cursor moves.
     async fn copied(&mut self, batch: &Batch, written: u64, now: DateTime<Utc>) -> Result<Applied, StoreError> {
         if let Some((source, end)) = &batch.from {
-            self.move_cursor(source, *end, now).await?;
+            self.move_cursor(source, *end, batch.epoch, now).await?;
         }
         Ok(Applied { rows: written, conflicts: 0 })
     }
@@ -187,10 +187,17 @@ impl ApplySql for PgApply<'_> {
         Ok(logged)
     }
 
-    async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn move_cursor(
+        &mut self,
+        source: &Source,
+        end: FeedPosition,
+        epoch: Option<uuid::Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (source, source_db) DO UPDATE SET pos = EXCLUDED.pos, id = EXCLUDED.id, updated_at = EXCLUDED.updated_at \
+            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at, epoch) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (source, source_db) DO UPDATE SET pos = EXCLUDED.pos, id = EXCLUDED.id, updated_at = EXCLUDED.updated_at, \
+             epoch = coalesce(EXCLUDED.epoch, dsms_cursor.epoch) \
              WHERE (dsms_cursor.pos, dsms_cursor.id) < (EXCLUDED.pos, EXCLUDED.id)",
         )
         .bind(source.region.as_str())
@@ -198,6 +205,7 @@ impl ApplySql for PgApply<'_> {
         .bind(end.pos)
         .bind(end.id)
         .bind(now)
+        .bind(epoch)
         .execute(&mut *self.conn)
         .await
         .map(drop)

@@ -9,6 +9,7 @@ mod apply;
 mod bulk;
 mod feed;
 mod read;
+mod restore;
 mod write;
 
 use std::str::FromStr;
@@ -21,7 +22,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::row::VenteRow;
-use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Limits, Source, Store, StoreError, Witness};
 use crate::domain::lww::Conflict;
 use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, Montant, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
@@ -183,6 +184,22 @@ impl Store for PgStore {
         reader: Option<uuid::Uuid>,
     ) -> Result<FeedPage, StoreError> {
         PgStore::changes_since(self, after, limit, before, reader).await
+    }
+
+    async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
+        PgStore::open_epoch(self, forget_before).await
+    }
+
+    async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        PgStore::held_epochs(self, epochs).await
+    }
+
+    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
+        PgStore::witness(self, source).await
+    }
+
+    async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
+        PgStore::rotate_identity(self, old).await
     }
 
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {

@@ -8,6 +8,7 @@ mod analytics;
 mod apply;
 mod feed;
 mod read;
+mod restore;
 mod write;
 
 use std::path::Path;
@@ -18,7 +19,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 
 use super::row::VenteRow;
-use super::{Applied, Batch, FeedPage, FeedPosition, Limits, Source, Store, StoreError};
+use super::{Applied, Batch, Epoch, FeedPage, FeedPosition, Limits, Source, Store, StoreError, Witness};
 use crate::domain::lww::Conflict;
 use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
@@ -157,6 +158,22 @@ impl Store for SqliteStore {
         reader: Option<uuid::Uuid>,
     ) -> Result<FeedPage, StoreError> {
         SqliteStore::changes_since(self, after, limit, before, reader).await
+    }
+
+    async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
+        SqliteStore::open_epoch(self, forget_before).await
+    }
+
+    async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        SqliteStore::held_epochs(self, epochs).await
+    }
+
+    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
+        SqliteStore::witness(self, source).await
+    }
+
+    async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
+        SqliteStore::rotate_identity(self, old).await
     }
 
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
