@@ -16,6 +16,7 @@ mod openapi;
 mod pages;
 mod pg_indexes;
 mod props;
+mod restore;
 mod sync;
 mod sync_api;
 mod sync_cases;

@@ -63,6 +63,11 @@ impl SqliteStore {
         Self { clock, ..self }
     }
 
+    /// The pool, for tests that inspect the database directly or close it (to put a backup back).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         |e| StoreError::from_sqlx(&self.region, e)
     }

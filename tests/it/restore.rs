@@ -1,0 +1,188 @@
+//! Restored regions (issue #12): a region whose database goes back in time — a SQLite file put
+//! back from a backup, a PostgreSQL database dumped and restored into a recreated database — is
+//! found at the next round, given a new identity, and every region converges with nothing lost
+//! but what the restore lost from every region.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use dsms::config::{Config, DatabaseUrl};
+use dsms::domain::{Expect, LocalWrite, Vente, VenteId, WriteOutcome};
+use dsms::store::sqlite::SqliteStore;
+use dsms::store::{Limits, Store};
+use dsms::sync::engine::{Engine, EngineOptions};
+use dsms::sync::report::{RoundReport, RoundStatus};
+
+use crate::sync::{NAMES, dump, new_vente};
+
+fn limits() -> Limits {
+    Limits { connect_timeout: Duration::from_secs(2), statement_timeout: Duration::from_secs(30) }
+}
+
+async fn round(stores: &[Arc<dyn Store>]) -> RoundReport {
+    let report = Engine::new(stores.to_vec(), EngineOptions { batch_size: 7, round_deadline: Duration::from_secs(60) }).round().await;
+    assert_eq!(report.status, RoundStatus::Success, "{:?}", report.error_summary());
+    report
+}
+
+fn restored(report: &RoundReport) -> Vec<String> {
+    report.restores.iter().map(|r| r.region.to_string()).collect()
+}
+
+async fn create(store: &Arc<dyn Store>, region: usize, i: usize) -> Vente {
+    let write =
+        LocalWrite::Create { id: VenteId::generate(), vente: new_vente(&[], region, &format!("Vente {i}"), &format!("{}.50", 100 + i)) };
+    match store.write(&write, Utc::now()).await.unwrap() {
+        WriteOutcome::Written(v) => v,
+        other => panic!("not written: {other:?}"),
+    }
+}
+
+async fn edit(store: &Arc<dyn Store>, write: LocalWrite) -> Vente {
+    match store.write(&write, Utc::now()).await.unwrap() {
+        WriteOutcome::Written(v) => v,
+        other => panic!("not written: {other:?}"),
+    }
+}
+
+/// Every version any region holds, the greatest of each sale.
+#[derive(Default)]
+struct Oracle(HashMap<VenteId, Vente>);
+
+impl Oracle {
+    fn saw(&mut self, v: &Vente) {
+        if self.0.get(&v.id).is_none_or(|o| v.version > o.version) {
+            self.0.insert(v.id, v.clone());
+        }
+    }
+
+    async fn saw_all(&mut self, stores: &[Arc<dyn Store>]) {
+        for store in stores {
+            for v in dump(store.as_ref()).await.values() {
+                self.saw(v);
+            }
+        }
+    }
+
+    /// Every region holds every sale at its greatest version, `verify` finds nothing divergent.
+    async fn assert_held_everywhere(&self, stores: &[Arc<dyn Store>]) {
+        for store in stores {
+            let rows = dump(store.as_ref()).await;
+            assert_eq!(rows.len(), self.0.len(), "{} holds {} sales, {} were ever held", store.region(), rows.len(), self.0.len());
+            for (id, expected) in &self.0 {
+                let got = rows.get(id).unwrap_or_else(|| panic!("{} lost {id}", store.region()));
+                assert_eq!(got.version, expected.version, "{} holds {id} at an older version", store.region());
+                assert_eq!((got.produit.as_str(), got.deleted), (expected.produit.as_str(), expected.deleted), "{} {id}", store.region());
+            }
+        }
+        let (report, divergent) = dsms::sync::verify::verify(stores, 10).await.unwrap();
+        assert_eq!(divergent, 0, "divergent: {:?}", report.divergent);
+    }
+
+    fn live(&self) -> usize {
+        self.0.values().filter(|v| !v.deleted).count()
+    }
+}
+
+/// Regions opened and migrated under these names.
+async fn open_named(regions: Vec<(&str, DatabaseUrl)>) -> Vec<Arc<dyn Store>> {
+    let mut stores = Vec::new();
+    for region in &Config::with_regions(regions).regions {
+        let store = dsms::store::open(region, limits()).await.unwrap();
+        store.migrate().await.unwrap();
+        stores.push(store);
+    }
+    stores
+}
+
+/// A SQLite region opened directly, so that the test can close it and put a backup in place.
+async fn open_sqlite(region: usize, path: &Path) -> Arc<SqliteStore> {
+    let config = Config::with_regions(vec![(NAMES[region], DatabaseUrl::Sqlite(path.to_owned()))]);
+    let store = SqliteStore::open(config.regions[0].name.clone(), path, limits()).await.unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+/// `sqlite3 file ".backup"`: a consistent copy of a live database.
+async fn backup_sqlite(store: &SqliteStore, to: &Path) {
+    sqlx::query(&format!("VACUUM INTO '{}'", to.display())).execute(store.pool()).await.unwrap();
+}
+
+/// Stops using the region's database and copies the backup over its file (its WAL dropped).
+async fn put_back(store: Arc<SqliteStore>, backup: &Path, path: &Path) {
+    store.pool().close().await;
+    drop(store);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::copy(backup, path).unwrap();
+}
+
+#[tokio::test]
+async fn a_sqlite_region_put_back_from_a_backup_is_found_healed_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = NAMES.iter().map(|n| dir.path().join(format!("{n}.db"))).collect();
+    let mut thies = open_sqlite(1, &paths[1]).await;
+    let others =
+        open_named(vec![("Dakar", DatabaseUrl::Sqlite(paths[0].clone())), ("Saint-Louis", DatabaseUrl::Sqlite(paths[2].clone()))]).await;
+    let all = |thies: &Arc<SqliteStore>| vec![others[0].clone(), thies.clone() as Arc<dyn Store>, others[1].clone()];
+    let mut oracle = Oracle::default();
+
+    // 100 sales, synced everywhere.
+    let mut early = Vec::new();
+    for i in 0..50 {
+        early.push(create(&(thies.clone() as Arc<dyn Store>), 1, i).await);
+        create(&others[0], 0, i).await;
+    }
+    assert!(restored(&round(&all(&thies)).await).is_empty());
+
+    // The backup, then writes on both sides of it, synced.
+    let backup = dir.path().join("thies-backup.db");
+    backup_sqlite(&thies, &backup).await;
+    let thies_dyn = thies.clone() as Arc<dyn Store>;
+    for i in 50..75 {
+        create(&thies_dyn, 1, i).await;
+        create(&others[0], 0, i).await;
+    }
+    // An edit in Thies of a sale written before the backup, a deletion there, an edit elsewhere.
+    edit(
+        &thies_dyn,
+        LocalWrite::Update { id: early[0].id, vente: new_vente(&[], 1, "Modifiée après la sauvegarde", "9"), expect: Expect::Nothing },
+    )
+    .await;
+    edit(&thies_dyn, LocalWrite::Delete { id: early[1].id, expect: Expect::Nothing }).await;
+    edit(
+        &others[1],
+        LocalWrite::Update { id: early[2].id, vente: new_vente(&[], 2, "Modifiée à Saint-Louis", "8"), expect: Expect::Nothing },
+    )
+    .await;
+    assert!(restored(&round(&all(&thies)).await).is_empty());
+    oracle.saw_all(&all(&thies)).await;
+    assert_eq!(oracle.live(), 149);
+
+    // The backup is put back; Thies writes 20 sales before anyone syncs.
+    put_back(thies, &backup, &paths[1]).await;
+    thies = open_sqlite(1, &paths[1]).await;
+    assert_eq!(thies.count_live().await.unwrap(), 100, "the backup holds the first 100 sales");
+    let thies_dyn = thies.clone() as Arc<dyn Store>;
+    for i in 100..120 {
+        oracle.saw(&create(&thies_dyn, 1, i).await);
+    }
+
+    // The first round finds Thies restored (only Thies: its own memory of the others is older,
+    // not wrong), the next ones find nothing more; every region ends with everything.
+    let first = round(&all(&thies)).await;
+    assert_eq!(restored(&first), ["Thies"], "{:?}", first.restores);
+    for _ in 0..2 {
+        assert!(restored(&round(&all(&thies)).await).is_empty(), "no false alarm once healed");
+    }
+    oracle.assert_held_everywhere(&all(&thies)).await;
+    for store in all(&thies) {
+        assert_eq!(store.count_live().await.unwrap(), 169, "{}", store.region());
+    }
+    assert_eq!(thies.get(early[0].id).await.unwrap().unwrap().produit.as_str(), "Modifiée après la sauvegarde");
+    assert!(thies.get(early[1].id).await.unwrap().unwrap().deleted, "a deletion lost by the restore comes back");
+}
