@@ -186,3 +186,75 @@ async fn a_sqlite_region_put_back_from_a_backup_is_found_healed_and_loses_nothin
     assert_eq!(thies.get(early[0].id).await.unwrap().unwrap().produit.as_str(), "Modifiée après la sauvegarde");
     assert!(thies.get(early[1].id).await.unwrap().unwrap().deleted, "a deletion lost by the restore comes back");
 }
+
+/// A PostgreSQL region opened directly, so that the test can close it while it is restored.
+async fn open_pg(region: &str, url: &str) -> Arc<dsms::store::postgres::PgStore> {
+    let config = Config::with_regions(vec![(region, DatabaseUrl::Postgres(url.to_owned()))]);
+    let store = dsms::store::postgres::PgStore::open(config.regions[0].name.clone(), url, limits()).unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+#[tokio::test]
+async fn a_postgres_region_restored_by_pg_dump_and_pg_restore_is_found_healed_and_loses_nothing() {
+    let Some(cluster) = crate::helpers::private_cluster().await else { return };
+    let urls: Vec<String> = ["dakar", "thies", "saintlouis"].iter().map(|n| cluster.create_database(n).unwrap()).collect();
+    let mut thies = open_pg("Thies", &urls[1]).await;
+    let others =
+        open_named(vec![("Dakar", DatabaseUrl::Postgres(urls[0].clone())), ("Saint-Louis", DatabaseUrl::Postgres(urls[2].clone()))]).await;
+    let all = |thies: &Arc<dsms::store::postgres::PgStore>| vec![others[0].clone(), thies.clone() as Arc<dyn Store>, others[1].clone()];
+    let mut oracle = Oracle::default();
+
+    let thies_dyn = thies.clone() as Arc<dyn Store>;
+    let mut early = Vec::new();
+    for i in 0..30 {
+        early.push(create(&thies_dyn, 1, i).await);
+        create(&others[0], 0, i).await;
+    }
+    assert!(restored(&round(&all(&thies)).await).is_empty());
+
+    // The dump, then writes on both sides of it, synced.
+    let dump = cluster.dump_database("thies").unwrap();
+    for i in 30..45 {
+        create(&thies_dyn, 1, i).await;
+        create(&others[0], 0, i).await;
+    }
+    edit(
+        &thies_dyn,
+        LocalWrite::Update { id: early[0].id, vente: new_vente(&[], 1, "Modifiée après la sauvegarde", "9"), expect: Expect::Nothing },
+    )
+    .await;
+    edit(&thies_dyn, LocalWrite::Delete { id: early[1].id, expect: Expect::Nothing }).await;
+    edit(
+        &others[1],
+        LocalWrite::Update { id: early[2].id, vente: new_vente(&[], 2, "Modifiée à Saint-Louis", "8"), expect: Expect::Nothing },
+    )
+    .await;
+    assert!(restored(&round(&all(&thies)).await).is_empty());
+    oracle.saw_all(&all(&thies)).await;
+    assert_eq!(oracle.live(), 89);
+
+    // Restored into a recreated database (same meta row, from the dump), then 10 writes there.
+    thies.pool().close().await;
+    drop(thies_dyn);
+    drop(thies);
+    cluster.restore_database("thies", &dump).unwrap();
+    thies = open_pg("Thies", &urls[1]).await;
+    assert_eq!(thies.count_live().await.unwrap(), 60, "the dump holds the first 60 sales");
+    let thies_dyn = thies.clone() as Arc<dyn Store>;
+    for i in 60..70 {
+        oracle.saw(&create(&thies_dyn, 1, i).await);
+    }
+
+    let first = round(&all(&thies)).await;
+    assert_eq!(restored(&first), ["Thies"], "{:?}", first.restores);
+    for _ in 0..2 {
+        crate::sync::settle(&all(&thies)).await;
+        assert!(restored(&round(&all(&thies)).await).is_empty(), "no false alarm once healed");
+    }
+    oracle.assert_held_everywhere(&all(&thies)).await;
+    for store in all(&thies) {
+        assert_eq!(store.count_live().await.unwrap(), 99, "{}", store.region());
+    }
+    assert!(thies.get(early[1].id).await.unwrap().unwrap().deleted, "a deletion lost by the restore comes back");
+}
