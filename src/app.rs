@@ -35,6 +35,8 @@ pub enum AppError {
     Monitor(#[from] MonitorError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] web::tls::TlsError),
     #[error(
         "listen = {0} n'est pas une adresse locale et aucun utilisateur n'existe : créez-en un (dsms user add NOM --role admin) \
          ou autorisez l'accès anonyme (allow_anonymous = true)"
@@ -45,6 +47,8 @@ pub enum AppError {
 /// A built application: regions open and migrated (or retrying), listener bound.
 pub struct App {
     listener: TcpListener,
+    /// HTTPS: the handshake's configuration (`tls_cert`, `tls_key`).
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: AppState,
     edge: EdgeConfig,
     pending_migrations: Vec<Arc<dyn Store>>,
@@ -102,6 +106,8 @@ impl App {
         // Protected mode: with no user, only this machine may connect unless anonymity is chosen.
         let anonymous_without_users = config.listen.ip().is_loopback() || config.allow_anonymous;
         let auth_config = crate::auth::AuthConfig { anonymous_without_users, ..config.auth };
+        // Certificate problems are reported before anything else starts.
+        let tls = config.edge.tls.as_ref().map(web::tls::acceptor).transpose()?;
         let auth = Arc::new(Auth::open(&config.data_dir, auth_config).await?);
         if !anonymous_without_users && !auth.any_user().await? {
             return Err(AppError::Unprotected(config.listen));
@@ -116,14 +122,16 @@ impl App {
         }
         monitor.probe_all().await;
         // Rounds go through the same drill gates as everything else.
-        let engine = Engine::new(stores.clone(), EngineOptions::default()).with_clock(clock.clone());
+        let engine = Engine::new(stores.clone(), EngineOptions::default()).with_clock(clock.clone()).with_home(config.home.clone());
         let scheduler = Arc::new(Scheduler::new(engine, config.sync_interval, config.sync_on_write));
         scheduler.add_listener(monitor.clone());
-        let ventes = Arc::new(Ventes::new(stores, clock).with_listener(monitor.clone()).with_listener(scheduler.clone()));
+        let ventes = Arc::new(
+            Ventes::new(stores, clock).with_home(config.home.clone()).with_listener(monitor.clone()).with_listener(scheduler.clone()),
+        );
         let listener = TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
         let hosts = Arc::new(web::server::AllowedHosts::new(config.edge.allowed_hosts.as_deref(), config.listen));
         let state = AppState { ventes, monitor, scheduler, auth, hosts };
-        Ok(Self { listener, state, edge: config.edge, pending_migrations })
+        Ok(Self { listener, tls, state, edge: config.edge, pending_migrations })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -162,7 +170,7 @@ impl App {
             shutdown.await;
             stopping.cancel();
         });
-        let served = web::server::serve(self.listener, router, &self.edge, stop.clone()).await.map_err(AppError::Serve);
+        let served = web::server::serve(self.listener, router, &self.edge, self.tls, stop.clone()).await.map_err(AppError::Serve);
         signal.abort();
         stop.cancel();
         retry.abort();

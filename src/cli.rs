@@ -119,8 +119,9 @@ fn init_logging(json: bool) {
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let regions: Vec<String> = config.regions.iter().map(|r| format!("{} ({:?})", r.name, r.url)).collect();
+    let config_https = config.edge.tls.is_some();
     let app = App::build(config).await?;
-    tracing::info!(adresse = %format!("http://{}", app.local_addr()), regions = %regions.join(", "), "dsms démarré");
+    tracing::info!(adresse = %format!("{}://{}", if config_https { "https" } else { "http" }, app.local_addr()), regions = %regions.join(", "), "dsms démarré");
     app.run_until(app::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

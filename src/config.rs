@@ -18,6 +18,9 @@ pub use crate::web::server::EdgeConfig;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The region this instance lives in (one instance per site): its writes commit there, its
+    /// reads are served from there, its rounds pull into it only. `None`: one central instance.
+    pub home: Option<RegionName>,
     /// `None`: no periodic rounds.
     pub sync_interval: Option<Duration>,
     pub sync_on_write: bool,
@@ -59,6 +62,8 @@ impl ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    home: Option<String>,
     sync_interval: String,
     sync_on_write: bool,
     max_clock_skew: String,
@@ -77,6 +82,11 @@ struct RawConfig {
     session_lifetime: String,
     login_max_failures: u32,
     login_window: String,
+    /// HTTPS: the server's certificate chain and private key, PEM files (both or neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
     regions: Vec<RawRegion>,
 }
 
@@ -101,6 +111,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            home: None,
             sync_interval: "60s".into(),
             sync_on_write: true,
             max_clock_skew: "2s".into(),
@@ -118,6 +129,8 @@ impl Default for RawConfig {
             session_lifetime: "12h".into(),
             login_max_failures: 5,
             login_window: "1m".into(),
+            tls_cert: None,
+            tls_key: None,
             regions: Vec::new(),
         }
     }
@@ -237,6 +250,17 @@ impl RawConfig {
         } else {
             validate_regions(self.regions)?
         };
+        let home = match &self.home {
+            None => None,
+            Some(name) => {
+                let names = Regions::new(regions.iter().map(|r| r.name.clone()).collect());
+                let found = names.resolve(name).cloned();
+                Some(
+                    found
+                        .ok_or_else(|| ConfigError::new("home", format!("région inconnue « {name} » ; régions : {}", names.describe())))?,
+                )
+            }
+        };
         let positive = |key: &str, text: &str| {
             duration(key, text).and_then(|d| if d.is_zero() { Err(ConfigError::new(key, "doit être supérieure à 0")) } else { Ok(d) })
         };
@@ -264,7 +288,14 @@ impl RawConfig {
                 Some(hosts)
             }
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(crate::web::tls::TlsFiles { cert, key }),
+            (Some(_), None) => return Err(ConfigError::new("tls_key", "manquante : tls_cert demande aussi tls_key (la clé privée, PEM)")),
+            (None, Some(_)) => return Err(ConfigError::new("tls_cert", "manquant : tls_key demande aussi tls_cert (le certificat, PEM)")),
+        };
         let edge = EdgeConfig {
+            tls,
             allowed_hosts,
             header_read_timeout: positive("header_read_timeout", &self.header_read_timeout)?,
             idle_timeout: positive("idle_timeout", &self.idle_timeout)?,
@@ -278,6 +309,7 @@ impl RawConfig {
             auth,
             edge,
             listen,
+            home,
             sync_interval,
             sync_on_write: self.sync_on_write,
             max_clock_skew: duration("max_clock_skew", &self.max_clock_skew)?,
@@ -365,6 +397,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_names_a_configured_region_in_any_spelling() {
+        let raw = |home: &str| RawConfig { home: Some(home.into()), ..RawConfig::default() };
+        assert_eq!(raw("saint louis").validate().unwrap().home, Some(RegionName::new("Saint-Louis")));
+        let error = raw("Ziguinchor").validate().unwrap_err();
+        assert_eq!(error.key, "home");
+        assert!(error.message.contains("Ziguinchor") && error.message.contains("Dakar, Thies, Saint-Louis"), "{error}");
+        assert_eq!(RawConfig::default().validate().unwrap().home, None);
+    }
 
     #[test]
     fn defaults_are_the_embedded_senegal_regions() {

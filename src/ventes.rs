@@ -1,6 +1,8 @@
-//! The sales service: where each read and write goes. Owns: routing a write to the sale's home
-//! region (or, when it is down, to the first reachable region), read fail-over, and pushing each
-//! write on to the other regions at once. Leaves: SQL (store/), validation (domain/), HTTP (web/).
+//! The sales service: where each read and write goes. Owns: serving reads and committing writes
+//! in one region — this instance's `home`, else the first configured region — or, when it is
+//! down, in the next reachable one (so a client always reads its own writes, and never waits for
+//! a remote region); and pushing each write on to the other regions off the request path.
+//! Leaves: SQL (store/), validation (domain/), HTTP (web/).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +15,12 @@ use crate::domain::{Expect, ListQuery, LocalWrite, NewVente, Page, RegionName, R
 use crate::store::guard::{Breaker, Guarded};
 use crate::store::{Batch, Store, StoreError};
 
-/// How long a write waits for its immediate push to the other regions; what misses it is
-/// carried by the next sync round.
-const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an immediate push to another region may take; what misses it is carried by the next
+/// sync round. Nobody waits for it: the client has its answer once the local commit is done.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pushes under way at once, at most: past that (a region slower than the writes), a write is
+/// left to the rounds rather than queued without bound.
+const PUSHES_IN_FLIGHT: usize = 256;
 /// How long client calls skip a region after finding it unreachable.
 const BREAKER_PAUSE: Duration = Duration::from_secs(2);
 
@@ -56,8 +61,13 @@ pub struct Created {
 pub struct Ventes {
     regions: Regions,
     stores: Vec<Arc<dyn Store>>,
+    /// The region this instance lives in: client writes commit there, reads are served from it.
+    home: Option<RegionName>,
     clock: WallClock,
     listeners: Vec<Arc<dyn WriteListener>>,
+    /// The pushes still under way (`settled` waits for them).
+    pushes: tokio_util::task::TaskTracker,
+    push_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ventes {
@@ -67,7 +77,42 @@ impl Ventes {
     pub fn new(stores: Vec<Arc<dyn Store>>, clock: WallClock) -> Self {
         let regions = Regions::new(stores.iter().map(|s| s.region().clone()).collect());
         let stores = stores.into_iter().map(|s| Arc::new(Guarded::new(s, Breaker::new(BREAKER_PAUSE))) as Arc<dyn Store>).collect();
-        Self { regions, stores, clock, listeners: Vec::new() }
+        Self {
+            regions,
+            stores,
+            home: None,
+            clock,
+            listeners: Vec::new(),
+            pushes: tokio_util::task::TaskTracker::new(),
+            push_slots: Arc::new(tokio::sync::Semaphore::new(PUSHES_IN_FLIGHT)),
+        }
+    }
+
+    /// Lives in `home`: writes commit there (whatever the sale's `region` field says) and reads
+    /// are served from there; the other regions are tried, in order, only when it is down.
+    pub fn with_home(mut self, home: Option<RegionName>) -> Self {
+        if let Some(home) = &home {
+            // Home first: every "first reachable region" below is then home when it answers.
+            self.stores.sort_by_key(|s| s.region() != home);
+        }
+        self.home = home;
+        self
+    }
+
+    pub fn home(&self) -> Option<&RegionName> {
+        self.home.as_ref()
+    }
+
+    /// Pushes still under way.
+    pub fn pushes_in_flight(&self) -> usize {
+        self.pushes.len()
+    }
+
+    /// Returns once every push started so far has ended (delivered, failed or timed out).
+    pub async fn settled(&self) {
+        self.pushes.close();
+        self.pushes.wait().await;
+        self.pushes.reopen();
     }
 
     /// Adds a listener told of every committed client write.
@@ -125,6 +170,16 @@ impl Ventes {
     /// The newest version of a sale held by any reachable region (a write is readable at once,
     /// even before every region has it). Tombstones count: a deleted sale is `NotFound`.
     pub async fn get(&self, id: VenteId) -> Result<Vente, VenteError> {
+        // An instance with a home reads there; the others are asked only when home does not hold
+        // the sale (written elsewhere, not yet here) or is down.
+        if let Some(home) = self.home_store() {
+            match home.get(id).await {
+                Ok(Some(vente)) => return if vente.deleted { Err(VenteError::NotFound) } else { Ok(vente) },
+                Ok(None) => {}
+                Err(e) if e.is_unavailable() => {}
+                Err(e) => return Err(VenteError::Store(e)),
+            }
+        }
         let answers = join_all(self.stores.iter().map(|s| s.get(id))).await;
         let mut failures = Vec::new();
         let mut newest: Option<Vente> = None;
@@ -147,10 +202,14 @@ impl Ventes {
         newest.filter(|v| !v.deleted).ok_or(VenteError::NotFound)
     }
 
+    fn home_store(&self) -> Option<&Arc<dyn Store>> {
+        let home = self.home.as_ref()?;
+        self.stores.iter().find(|s| s.region() == home)
+    }
+
     pub async fn create(&self, id: Option<VenteId>, vente: NewVente) -> Result<Created, VenteError> {
-        let home = vente.region.clone();
         let write = LocalWrite::Create { id: id.unwrap_or_else(VenteId::generate), vente };
-        match self.write(&home, &write).await? {
+        match self.write(&write).await? {
             WriteOutcome::Written(vente) => {
                 self.notify(WriteKind::Created, &vente);
                 Ok(Created { vente, replayed: false })
@@ -162,28 +221,32 @@ impl Ventes {
     }
 
     pub async fn update(&self, id: VenteId, vente: NewVente, expect: Expect) -> Result<Vente, VenteError> {
-        let home = vente.region.clone();
-        let vente = self.change(&home, &LocalWrite::Update { id, vente, expect }).await?;
+        let vente = self.change(&LocalWrite::Update { id, vente, expect }).await?;
         self.notify(WriteKind::Updated, &vente);
         Ok(vente)
     }
 
     pub async fn delete(&self, id: VenteId, expect: Expect) -> Result<Vente, VenteError> {
-        let current = self.get(id).await?;
-        let vente = self.change(&current.region, &LocalWrite::Delete { id, expect }).await?;
+        let vente = self.change(&LocalWrite::Delete { id, expect }).await?;
         self.notify(WriteKind::Deleted, &vente);
         Ok(vente)
     }
 
-    /// An update or delete. If the home region does not hold the sale yet (it was written
+    /// An update or delete. If the region written to does not hold the sale yet (it was written
     /// elsewhere while this region was down), the newest copy is brought there first.
-    async fn change(&self, home: &RegionName, write: &LocalWrite) -> Result<Vente, VenteError> {
-        let mut outcome = self.write(home, write).await?;
+    async fn change(&self, write: &LocalWrite) -> Result<Vente, VenteError> {
+        let mut outcome = self.write(write).await?;
         if matches!(outcome, WriteOutcome::NotFound) {
             let newest = self.get(write.id()).await?;
             let batch = Batch::push(vec![newest]);
-            join_all(self.stores.iter().map(|s| s.apply(&batch))).await;
-            outcome = self.write(home, write).await?;
+            for store in &self.stores {
+                match store.apply(&batch).await {
+                    Ok(_) => break,
+                    Err(e) if e.is_unavailable() => continue,
+                    Err(e) => return Err(VenteError::Store(e)),
+                }
+            }
+            outcome = self.write(write).await?;
         }
         match outcome {
             WriteOutcome::Written(vente) => Ok(vente),
@@ -192,16 +255,16 @@ impl Ventes {
         }
     }
 
-    /// Writes into the home region, or the first reachable one when it is down; then pushes the
-    /// written row to the other regions (idempotent LWW apply; a failure there is left to sync).
-    async fn write(&self, home: &RegionName, write: &LocalWrite) -> Result<WriteOutcome, VenteError> {
-        let home_first = self.stores.iter().filter(|s| s.region() == home).chain(self.stores.iter().filter(|s| s.region() != home));
+    /// Writes into home (or the first configured region), or the next reachable one when it is
+    /// down; then starts pushing the written row to the other regions without waiting
+    /// (idempotent LWW apply; what a push misses is left to the rounds).
+    async fn write(&self, write: &LocalWrite) -> Result<WriteOutcome, VenteError> {
         let mut failures = Vec::new();
-        for store in home_first {
+        for store in &self.stores {
             match store.write(write, (self.clock)()).await {
                 Ok(outcome) => {
                     if let WriteOutcome::Written(vente) = &outcome {
-                        self.push(store.region(), vente).await;
+                        self.push(store.region(), vente);
                     }
                     return Ok(outcome);
                 }
@@ -238,7 +301,8 @@ impl Ventes {
                 }
             }
             let Some((region, ventes)) = done else { return Err(VenteError::NoRegionReachable(failures)) };
-            self.push_many(&region, &ventes).await;
+            // Imports and seeds wait for their pushes: the command ends with every region served.
+            push_to(self.others(&region), ventes.clone()).await;
             for vente in &ventes {
                 self.notify(WriteKind::Created, vente);
             }
@@ -247,21 +311,36 @@ impl Ventes {
         Ok(written)
     }
 
-    async fn push(&self, written_in: &RegionName, vente: &Vente) {
-        self.push_many(written_in, std::slice::from_ref(vente)).await;
+    fn others(&self, written_in: &RegionName) -> Vec<Arc<dyn Store>> {
+        self.stores.iter().filter(|s| s.region() != written_in).cloned().collect()
     }
 
-    async fn push_many(&self, written_in: &RegionName, ventes: &[Vente]) {
-        let others = self.stores.iter().filter(|s| s.region() != written_in);
-        let batch = Batch::push(ventes.to_vec());
-        let batch = &batch;
-        let pushes = others.map(|s| async move {
-            match tokio::time::timeout(PUSH_TIMEOUT, s.apply(batch)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::debug!(region = %s.region(), error = %e, "propagation immédiate manquée"),
-                Err(_) => tracing::debug!(region = %s.region(), "propagation immédiate trop lente"),
-            }
+    /// Starts pushing `vente` to every region but the one it was written in, in the background:
+    /// the client's answer never waits for a remote region.
+    fn push(&self, written_in: &RegionName, vente: &Vente) {
+        let Ok(slot) = self.push_slots.clone().try_acquire_owned() else {
+            tracing::debug!(region = %written_in, "trop de propagations en cours : la prochaine synchronisation s'en charge");
+            return;
+        };
+        let others = self.others(written_in);
+        let ventes = vec![vente.clone()];
+        self.pushes.spawn(async move {
+            push_to(others, ventes).await;
+            drop(slot);
         });
-        join_all(pushes).await;
     }
+}
+
+/// Applies `ventes` to each of `stores` at once, each bounded by `PUSH_TIMEOUT`.
+async fn push_to(stores: Vec<Arc<dyn Store>>, ventes: Vec<Vente>) {
+    let batch = Batch::push(ventes);
+    let batch = &batch;
+    let pushes = stores.iter().map(|s| async move {
+        match tokio::time::timeout(PUSH_TIMEOUT, s.apply(batch)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(region = %s.region(), error = %e, "propagation immédiate manquée"),
+            Err(_) => tracing::debug!(region = %s.region(), "propagation immédiate trop lente"),
+        }
+    });
+    join_all(pushes).await;
 }

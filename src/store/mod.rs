@@ -64,7 +64,11 @@ impl StoreError {
     /// Classifies a driver error: transport failures and timeouts make a region unavailable.
     pub(crate) fn from_sqlx(region: &RegionName, error: sqlx::Error) -> Self {
         let region = region.clone();
-        let message = error.to_string();
+        // sslmode=require against a server without TLS, an unknown CA, a wrong host name…
+        let message = match tls_cause(&error) {
+            Some(cause) => format!("connexion TLS impossible : {cause}"),
+            None => error.to_string(),
+        };
         let unavailable = match &error {
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => {
                 true
@@ -77,6 +81,15 @@ impl StoreError {
             _ => false,
         };
         if unavailable { Self::Unavailable { region, message } } else { Self::Database { region, message } }
+    }
+}
+
+/// Why a connection failed in its TLS handshake, if it did (sqlx reports some of them as I/O).
+fn tls_cause(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Tls(cause) => Some(cause.to_string()),
+        sqlx::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>()).map(ToString::to_string),
+        _ => None,
     }
 }
 

@@ -10,7 +10,8 @@ use futures::future::join_all;
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
-use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
+use super::pair::{PairResult, Side, log_round};
+use super::report::{RegionOutcome, RoundReport, RoundStatus};
 use crate::domain::version::{WallClock, system_clock};
 use crate::store::{Batch, BulkLoad, FeedPage, FeedPosition, Source, Store, StoreError};
 
@@ -44,6 +45,9 @@ impl Default for EngineOptions {
 pub struct Engine {
     stores: Vec<Arc<dyn Store>>,
     options: EngineOptions,
+    /// An instance that lives in one region pulls into it only (the other regions' instances
+    /// pull into theirs); `None`: every region pulls from every other.
+    home: Option<crate::domain::RegionName>,
     /// Wall time: when a round started (durations use the monotonic clock).
     clock: WallClock,
 }
@@ -61,12 +65,22 @@ pub(super) struct Reached {
 
 impl Engine {
     pub fn new(stores: Vec<Arc<dyn Store>>, options: EngineOptions) -> Self {
-        Self { stores, options, clock: system_clock() }
+        Self { stores, options, home: None, clock: system_clock() }
     }
 
     /// Reads wall time from `clock` instead of the system clock.
     pub fn with_clock(self, clock: WallClock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// Pulls into `home` only.
+    pub fn with_home(self, home: Option<crate::domain::RegionName>) -> Self {
+        Self { home, ..self }
+    }
+
+    /// Whether this round fills `target` (with a home, only home is filled).
+    fn pulls_into(&self, target: &crate::domain::RegionName) -> bool {
+        self.home.as_ref().is_none_or(|home| home == target)
     }
 
     pub fn stores(&self) -> &[Arc<dyn Store>] {
@@ -115,7 +129,8 @@ impl Engine {
 
         // A region restored from a backup is found and given a new identity before anything is
         // read; every source opens the epoch its readers record (see restore.rs).
-        let checked = super::restore::check_and_open_epochs(&mut reached, started_at).await;
+        let targets: Vec<bool> = reached.iter().map(|r| self.pulls_into(&r.source.region)).collect();
+        let checked = super::restore::check_and_open_epochs(&mut reached, &targets, started_at).await;
         for (region, error) in checked.failed {
             tracing::warn!(region = %region, %error, "région écartée de ce tour : contrôle de restauration impossible");
             reached.retain(|r| r.source.region != region);
@@ -132,7 +147,7 @@ impl Engine {
         // so a slow region delays only its own pairs. Applies into one target take turns in its
         // database (its clock row, or SQLite's write lock).
         let mut per_target = Vec::with_capacity(reached.len());
-        for target in reached {
+        for target in reached.iter().filter(|t| self.pulls_into(&t.source.region)) {
             let mut pulls = Vec::with_capacity(reached.len());
             for source in reached {
                 if source.source.region != target.source.region {
@@ -204,7 +219,7 @@ impl Engine {
         let empty: Vec<crate::domain::RegionName> = reached
             .iter()
             .zip(wanted)
-            .filter(|(_, wants)| matches!(wants, Ok(true)))
+            .filter(|(target, wants)| matches!(wants, Ok(true)) && self.pulls_into(&target.source.region))
             .map(|(target, _)| target.source.region.clone())
             .collect();
         if empty.is_empty() {
@@ -419,77 +434,5 @@ struct Load<'a> {
 impl Load<'_> {
     fn start(&self, source: &Source) -> Option<FeedPosition> {
         self.starts.iter().find(|(region, _)| *region == source.region).map(|(_, start)| *start)
-    }
-}
-
-/// Which end of a pair failed.
-#[derive(Clone, Copy, Debug)]
-enum Side {
-    Source,
-    Target,
-}
-
-/// A pair's result while the round runs.
-struct PairResult {
-    source: crate::domain::RegionName,
-    target: crate::domain::RegionName,
-    rows_read: u64,
-    rows_applied: u64,
-    conflicts: u64,
-    more: bool,
-    error: Option<(Side, String)>,
-}
-
-impl PairResult {
-    fn new(source: &Source, target: &Source) -> Self {
-        Self {
-            source: source.region.clone(),
-            target: target.region.clone(),
-            rows_read: 0,
-            rows_applied: 0,
-            conflicts: 0,
-            more: false,
-            error: None,
-        }
-    }
-
-    /// Adds what the same pair did earlier in the round (a bulk load).
-    fn absorb(&mut self, earlier: PairResult) {
-        self.rows_read += earlier.rows_read;
-        self.rows_applied += earlier.rows_applied;
-        self.conflicts += earlier.conflicts;
-        self.more |= earlier.more;
-        if earlier.error.is_some() && self.error.is_none() {
-            self.error = earlier.error;
-        }
-    }
-
-    fn into_outcome(self) -> PairOutcome {
-        PairOutcome {
-            source: self.source,
-            target: self.target,
-            rows_read: self.rows_read,
-            rows_applied: self.rows_applied,
-            error: self.error.map(|(_, e)| e),
-        }
-    }
-}
-
-fn log_round(report: &RoundReport) {
-    let rows: Vec<String> = report.regions.iter().map(|r| format!("{}={}", r.region, r.rows_applied)).collect();
-    let duration_ms = report.duration.as_millis();
-    match report.status {
-        RoundStatus::Success => {
-            tracing::info!(status = "success", duration_ms, rows = %rows.join(" "), conflicts = report.conflicts, restores = report.restores.len(), "synchronisation terminée")
-        }
-        _ => tracing::warn!(
-            status = ?report.status,
-            duration_ms,
-            rows = %rows.join(" "),
-            conflicts = report.conflicts,
-            restores = report.restores.len(),
-            error = report.error_summary().unwrap_or_default(),
-            "synchronisation terminée avec erreurs"
-        ),
     }
 }

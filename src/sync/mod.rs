@@ -3,6 +3,7 @@
 //! (`domain::version`, `domain::lww`), every SQL statement (store/).
 
 pub mod engine;
+mod pair;
 pub mod report;
 mod restore;
 pub mod scheduler;

@@ -51,11 +51,13 @@ pub(super) struct Checked {
 
 /// Checks every reached source against what every other reached region remembers of it, heals
 /// those that went back in time, then opens this round's epoch on every source.
-pub(super) async fn check_and_open_epochs(reached: &mut [Reached], now: DateTime<Utc>) -> Checked {
+///
+/// `targets[i]`: whether this round pulls into `reached[i]` (with a home, only home is filled).
+pub(super) async fn check_and_open_epochs(reached: &mut [Reached], targets: &[bool], now: DateTime<Utc>) -> Checked {
     let mut checked = Checked::default();
     // What each target remembers of each source (errors are left to the pairs, which report them).
     let contacts = &*reached;
-    let asks = contacts.iter().flat_map(|target| {
+    let asks = contacts.iter().zip(targets).filter(|(_, pulled)| **pulled).map(|(target, _)| target).flat_map(|target| {
         contacts
             .iter()
             .enumerate()
@@ -100,12 +102,20 @@ pub(super) async fn check_and_open_epochs(reached: &mut [Reached], now: DateTime
             }
         }
     }
-    // This round's epoch on every source still in the round.
+    // This round's epoch on every source some target of this round reads.
     let forget_before = now - chrono::Duration::from_std(FORGET_EPOCHS_AFTER).unwrap_or(chrono::Duration::MAX);
-    let opened = join_all(reached.iter().map(|c| c.store.open_epoch(forget_before))).await;
+    let read = |i: usize| targets.iter().enumerate().any(|(t, pulled)| *pulled && t != i);
+    let opened = join_all(
+        reached
+            .iter()
+            .enumerate()
+            .map(|(i, c)| async move { if read(i) { c.store.open_epoch(forget_before).await.map(Some) } else { Ok(None) } }),
+    )
+    .await;
     for (contact, opened) in reached.iter_mut().zip(opened) {
         match opened {
-            Ok(epoch) => {
+            Ok(None) => {}
+            Ok(Some(epoch)) => {
                 contact.epoch = Some(epoch.id);
                 contact.horizon = contact.horizon.min(epoch.below);
             }

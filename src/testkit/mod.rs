@@ -2,3 +2,4 @@
 
 pub mod flaky;
 pub mod pg;
+pub mod proxy;

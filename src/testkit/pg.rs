@@ -199,6 +199,35 @@ impl PgCluster {
         self.run(&self.bin.join("pg_restore"), args.into_iter().chain([dump.as_os_str().to_owned()]).collect())
     }
 
+    /// Turns TLS on (`ssl = on`) with this certificate chain and key (PEM), then reloads the
+    /// restarts the server: clients may then ask for TLS (trust authentication is unchanged).
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), PgClusterError> {
+        let data = self.data_dir();
+        // Written by us, then copied by the server's own account: the key must belong to it,
+        // mode 0600, or PostgreSQL refuses it.
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let staged = self.dir.join(format!("staged-{name}"));
+            fs::write(&staged, text).map_err(PgClusterError::io(format!("writing {}", staged.display())))?;
+            let mut args = vec![OsString::from(&staged)];
+            args.push(data.join(name).into());
+            self.run(Path::new("cp"), args)?;
+            let _ = fs::remove_file(&staged);
+        }
+        let mut args = words("600");
+        args.push(data.join("server.key").into());
+        self.run(Path::new("chmod"), args)?;
+        let conf = data.join("postgresql.conf");
+        let context = format!("turning TLS on in {}", conf.display());
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .and_then(|mut file| io::Write::write_all(&mut file, b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"))
+            .map_err(PgClusterError::io(context))?;
+        // A restart rather than a reload: TLS is on once this returns.
+        self.pg_ctl_stop(PG_CTL_TIMEOUT_SECS)?;
+        self.pg_ctl_start()
+    }
+
     /// Stops the server the way an outage would (`pg_ctl stop -m immediate`: no shutdown
     /// checkpoint, crash recovery on restart). The data directory is kept.
     pub fn stop_immediate(&self) -> Result<(), PgClusterError> {

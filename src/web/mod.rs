@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod pages;
 pub mod server;
 pub mod sync_api;
+pub mod tls;
 pub mod users_api;
 
 use std::sync::Arc;

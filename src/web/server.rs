@@ -1,7 +1,8 @@
 //! The listener and the edge every request crosses first. Owns: accepting connections (at most
-//! `max_connections` at once), HTTP/1.1 with hyper's header-read timeout on a tokio timer, closing
-//! idle connections, graceful shutdown, and the Host allowlist (421 otherwise, against DNS
-//! rebinding). Leaves: routing and everything after it (mod.rs).
+//! `max_connections` at once), the TLS handshake under HTTPS (bounded like a request's headers),
+//! HTTP/1.1 (and HTTP/2 when TLS negotiates it) with hyper's header-read timeout on a tokio timer,
+//! closing idle connections, graceful shutdown, and the Host allowlist (421 otherwise, against DNS
+//! rebinding). Leaves: routing and everything after it (mod.rs), reading certificates (tls.rs).
 
 use std::convert::Infallible;
 use std::io;
@@ -18,12 +19,16 @@ use axum::http::StatusCode;
 use axum::http::header::HOST;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+use super::auth::Https;
 
 /// The hardened edge: Host allowlist, timeouts of slow or idle clients, connection cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,15 +42,23 @@ pub struct EdgeConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// HTTPS instead of HTTP: the certificate and key files (`tls_cert`, `tls_key`).
+    pub tls: Option<super::tls::TlsFiles>,
 }
 
 /// After a graceful close was asked, a connection that still has not ended (a client that does not
 /// read its answer) is dropped after this.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets the requests in
-/// progress finish (each is bounded by the request time limit).
-pub async fn serve(listener: TcpListener, router: Router, edge: &EdgeConfig, shutdown: CancellationToken) -> io::Result<()> {
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` is cancelled, then lets the
+/// requests in progress finish (each is bounded by the request time limit).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    edge: &EdgeConfig,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(edge.max_connections));
     loop {
         let permit = tokio::select! {
@@ -68,9 +81,20 @@ pub async fn serve(listener: TcpListener, router: Router, edge: &EdgeConfig, shu
             },
         };
         let _ = stream.set_nodelay(true);
-        let (router, shutdown, edge) = (router.clone(), shutdown.clone(), edge.clone());
+        let (router, shutdown, edge, tls) = (router.clone(), shutdown.clone(), edge.clone(), tls.clone());
         tokio::spawn(async move {
-            serve_connection(stream, remote, router, &edge, shutdown).await;
+            let activity = Arc::new(Activity { since: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
+            let stream = Watched { inner: stream, activity: activity.clone() };
+            match tls {
+                None => serve_connection(stream, activity, remote, router, &edge, shutdown, false).await,
+                // A client that opens a connection and never completes the handshake is bounded as
+                // one that never sends its headers.
+                Some(acceptor) => match tokio::time::timeout(edge.header_read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, activity, remote, router, &edge, shutdown, true).await,
+                    Ok(Err(error)) => tracing::debug!(%error, %remote, "poignée de main TLS échouée"),
+                    Err(_) => tracing::debug!(%remote, "poignée de main TLS trop lente"),
+                },
+            }
             drop(permit);
         });
     }
@@ -116,22 +140,43 @@ impl Drop for InFlight {
     }
 }
 
-async fn serve_connection(stream: TcpStream, remote: SocketAddr, router: Router, edge: &EdgeConfig, shutdown: CancellationToken) {
-    let activity = Arc::new(Activity { since: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
-    let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+/// Serves one connection: HTTP/1.1, or under TLS whatever ALPN chose (HTTP/2 or HTTP/1.1).
+async fn serve_connection<S>(
+    stream: S,
+    activity: Arc<Activity>,
+    remote: SocketAddr,
+    router: Router,
+    edge: &EdgeConfig,
+    shutdown: CancellationToken,
+    https: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let service_activity = activity.clone();
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        if https {
+            request.extensions_mut().insert(Https);
+        }
         let busy = InFlight::new(&service_activity);
         let router = router.clone();
         async move {
             let response = tower::ServiceExt::oneshot(router, request.map(axum::body::Body::new)).await;
             drop(busy);
-            response.map_err(|never: Infallible| match never {})
+            let mut response = response.map_err(|never: Infallible| match never {})?;
+            if https {
+                secure_cookies(response.headers_mut());
+            }
+            Ok::<_, Infallible>(response)
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(edge.header_read_timeout).keep_alive(true);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(edge.header_read_timeout).keep_alive(true);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(edge.idle_timeout));
+    if !https {
+        builder = builder.http1_only();
+    }
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let mut closing: Option<Instant> = None;
@@ -167,6 +212,27 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, router: Router,
                 }
             }
         }
+    }
+}
+
+/// Under HTTPS every cookie is `Secure` (session, form nonce, flash message), whichever part of
+/// the application set it: the browser never sends them back in clear.
+fn secure_cookies(headers: &mut axum::http::HeaderMap) {
+    use axum::http::HeaderValue;
+    use axum::http::header::SET_COOKIE;
+    let cookies: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+    if cookies.is_empty() {
+        return;
+    }
+    headers.remove(SET_COOKIE);
+    for cookie in cookies {
+        let secured = match cookie.to_str() {
+            Ok(text) if !text.split(';').any(|part| part.trim().eq_ignore_ascii_case("secure")) => {
+                HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(cookie)
+            }
+            _ => cookie,
+        };
+        headers.append(SET_COOKIE, secured);
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod foreign_writers;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
+mod home;
 mod layers;
 mod monitor;
 mod monitor_rounds;
@@ -20,3 +21,4 @@ mod restore;
 mod sync;
 mod sync_api;
 mod sync_cases;
+mod tls;
