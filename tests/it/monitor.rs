@@ -553,7 +553,7 @@ fn parse_exposition(text: &str) -> HashMap<(String, String), f64> {
             }
         }
     }
-    assert_eq!(types.len(), 11, "{types:?}");
+    assert_eq!(types.len(), 12, "{types:?}");
     samples
 }
 

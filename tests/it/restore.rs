@@ -207,6 +207,14 @@ async fn a_sqlite_region_put_back_from_a_backup_is_found_healed_and_loses_nothin
     // not wrong), the next ones find nothing more; every region ends with everything.
     let first = round(&all(&thies)).await;
     assert_eq!(restored(&first), ["Thies"], "{:?}", first.restores);
+    assert!(first.restores[0].evidence.contains("Dakar"), "the evidence names who saw it: {}", first.restores[0].evidence);
+    // Counted in the metrics.
+    let names = Config::with_regions(NAMES.iter().map(|n| (*n, DatabaseUrl::Sqlite("x".into()))).collect()).region_names();
+    let metrics = dsms::monitor::metrics::Metrics::new(&names).unwrap();
+    metrics.record_round(&first);
+    let text = metrics.render().unwrap();
+    assert!(text.contains("dsms_sync_restores_detected_total{region=\"Thies\"} 1"), "{text}");
+    assert!(text.contains("dsms_sync_restores_detected_total{region=\"Dakar\"} 0"), "{text}");
     for _ in 0..2 {
         assert!(restored(&round(&all(&thies)).await).is_empty(), "no false alarm once healed");
     }
