@@ -59,7 +59,7 @@ pub fn monitor_config(config: &Config) -> MonitorConfig {
     MonitorConfig {
         data_dir: config.data_dir.clone(),
         probe_interval: config.probe_interval,
-        thresholds: Thresholds { max_clock_skew: config.max_clock_skew, ..Thresholds::default() },
+        thresholds: Thresholds { max_clock_skew: config.max_clock_skew, max_feed_hold: config.max_feed_hold, ..Thresholds::default() },
     }
 }
 
@@ -123,7 +123,8 @@ impl App {
         monitor.probe_all().await;
         // Rounds go through the same drill gates as everything else.
         let engine = Engine::new(stores.clone(), EngineOptions::default()).with_clock(clock.clone()).with_home(config.home.clone());
-        let scheduler = Arc::new(Scheduler::new(engine, config.sync_interval, config.sync_on_write));
+        let scheduler =
+            Arc::new(Scheduler::new(engine, config.sync_interval, config.sync_on_write).with_request_wait(config.sync_request_wait));
         scheduler.add_listener(monitor.clone());
         let ventes = Arc::new(
             Ventes::new(stores, clock).with_home(config.home.clone()).with_listener(monitor.clone()).with_listener(scheduler.clone()),

@@ -3,6 +3,7 @@
 pub mod api;
 mod foreign;
 mod sync;
+mod write;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +64,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         updates: u32,
     },
+    /// What durability costs a SQLite region: single writes (one commit each) and a batch of
+    /// 5,000, with `synchronous=FULL` (what regions run) and `NORMAL`, alternately.
+    Write {
+        /// Sales in the region before the timed writes.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Timed single writes per case.
+        #[arg(long, default_value_t = 500)]
+        writes: u32,
+    },
     /// Replication between three PostgreSQL regions, each on its own private cluster.
     #[command(subcommand)]
     Sync(sync::SyncScenario),
@@ -97,6 +108,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Foreign { rows, updates } => {
             foreign::run(rows, updates).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Write { rows, writes } => {
+            write::run(rows, writes).await?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Sync(scenario) => {

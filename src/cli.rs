@@ -55,12 +55,19 @@ pub enum Command {
         #[arg(long)]
         include_deleted: bool,
     },
-    /// Read sales from CSV (same columns as export; id and the last two are optional) and record
-    /// each in its region. Invalid lines are reported and skipped (exit 1).
+    /// Read sales from CSV (same columns as export; id, updated_at and deleted are optional) and
+    /// apply each line in its region as a write dated by its updated_at (now when it has none):
+    /// a line older than what the region holds (an edit or a deletion made since) is skipped and
+    /// counted, so re-importing an old export never reverts newer work. Invalid lines are reported
+    /// and skipped (exit 1).
     Import {
         /// Input file (default: standard input).
         #[arg(long, short)]
         input: Option<PathBuf>,
+        /// The file wins: every line is written as a new version, reverting newer edits and
+        /// reviving deleted sales.
+        #[arg(long)]
+        replace: bool,
     },
     /// Users, roles and API tokens (authentication is on as soon as one user exists).
     #[command(subcommand)]
@@ -92,7 +99,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Verify { max } => verify(&config, max).await,
         Command::Seed { count } => crate::seed::run(&config, count).await,
         Command::Export { output, region, include_deleted } => crate::csvio::export_cmd(&config, output, region, include_deleted).await,
-        Command::Import { input } => crate::csvio::import_cmd(&config, input).await,
+        Command::Import { input, replace } => crate::csvio::import_cmd(&config, input, replace).await,
         Command::Bench(bench) => crate::bench::run(bench).await,
         Command::User(command) => crate::users_cli::run(&config, command).await,
     };

@@ -25,6 +25,11 @@ pub struct Config {
     pub sync_interval: Option<Duration>,
     pub sync_on_write: bool,
     pub max_clock_skew: Duration,
+    /// A PostgreSQL region whose feed is held back by an old transaction for longer is WARNING.
+    pub max_feed_hold: Duration,
+    /// How long `POST /api/sync` and the sync button wait for their round before answering that it
+    /// runs on (202); the round always runs to completion.
+    pub sync_request_wait: Duration,
     /// Timeout to open a connection to a region.
     pub connect_timeout: Duration,
     /// Timeout of each statement sent to a region.
@@ -67,6 +72,8 @@ struct RawConfig {
     sync_interval: String,
     sync_on_write: bool,
     max_clock_skew: String,
+    max_feed_hold: String,
+    sync_request_wait: String,
     connect_timeout: String,
     statement_timeout: String,
     log_format: String,
@@ -115,6 +122,8 @@ impl Default for RawConfig {
             sync_interval: "60s".into(),
             sync_on_write: true,
             max_clock_skew: "2s".into(),
+            max_feed_hold: "60s".into(),
+            sync_request_wait: "10s".into(),
             connect_timeout: "3s".into(),
             statement_timeout: "10s".into(),
             log_format: "text".into(),
@@ -313,6 +322,13 @@ impl RawConfig {
             sync_interval,
             sync_on_write: self.sync_on_write,
             max_clock_skew: duration("max_clock_skew", &self.max_clock_skew)?,
+            max_feed_hold: duration("max_feed_hold", &self.max_feed_hold)?,
+            sync_request_wait: match duration("sync_request_wait", &self.sync_request_wait)? {
+                wait if wait >= crate::web::TIME_LIMIT => {
+                    return Err(ConfigError::new("sync_request_wait", "doit être inférieure à 30 s (la limite d'une requête)"));
+                }
+                wait => wait,
+            },
             connect_timeout: duration("connect_timeout", &self.connect_timeout)?,
             statement_timeout: duration("statement_timeout", &self.statement_timeout)?,
             log_json,

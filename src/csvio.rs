@@ -6,15 +6,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app;
 use crate::config::Config;
+use crate::domain::import::ImportVerdict;
 use crate::domain::vente::VenteFields;
 use crate::domain::version::system_clock;
 use crate::domain::{NewVente, Vente, VenteId};
 use crate::store::Store;
-use crate::ventes::Ventes;
+use crate::ventes::{ImportLine, ImportMode, Ventes};
 
 pub const HEADER: [&str; 7] = ["id", "produit", "montant", "date_vente", "region", "updated_at", "deleted"];
 const BATCH: usize = 5_000;
@@ -107,14 +109,65 @@ async fn first_reachable(stores: &[std::sync::Arc<dyn Store>]) -> anyhow::Result
 /// What an import did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
-    pub imported: u64,
+    /// Sales the regions did not hold.
+    pub created: u64,
+    /// Sales replaced by a newer line (or by the file, with `--replace`).
+    pub updated: u64,
+    /// Lines older than what their region holds (an edit or a deletion made after their
+    /// `updated_at`): skipped.
+    pub older: u64,
+    /// Lines whose content their region already holds: nothing written.
+    pub unchanged: u64,
+    /// Lines marked `deleted=true`: not imported.
+    pub deleted: u64,
+    /// The first `SHOWN` skipped-as-older lines' numbers.
+    pub older_lines: Vec<u64>,
     /// `(line, message)` for each line refused.
     pub rejected: Vec<(u64, String)>,
 }
 
-/// Reads CSV (header required; `produit`, `montant`, `date_vente`, `region` columns; `id` optional;
-/// rows marked `deleted=true` are skipped) and records each sale in its region, batch by batch.
-pub async fn import(ventes: &Ventes, input: impl Read, progress: &ProgressBar) -> anyhow::Result<ImportReport> {
+impl ImportReport {
+    /// How many lines were written (created or updated).
+    pub fn imported(&self) -> u64 {
+        self.created + self.updated
+    }
+
+    fn count(&mut self, verdicts: &[ImportVerdict], lines: &[u64]) {
+        for (verdict, line) in verdicts.iter().zip(lines) {
+            match verdict {
+                ImportVerdict::Created => self.created += 1,
+                ImportVerdict::Updated => self.updated += 1,
+                ImportVerdict::Unchanged => self.unchanged += 1,
+                ImportVerdict::Older => {
+                    self.older += 1;
+                    if self.older_lines.len() < SHOWN {
+                        self.older_lines.push(*line);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How many skipped or refused lines a report names one by one.
+const SHOWN: usize = 20;
+
+/// Reads an `updated_at` cell: RFC 3339 (what `export` writes), any offset, kept as UTC.
+fn parse_updated_at(text: &str) -> Result<Option<DateTime<Utc>>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| format!("updated_at : « {text} » n'est pas une date-heure RFC 3339 (2026-01-15T10:30:00Z)"))
+}
+
+/// Reads CSV (header required; `produit`, `montant`, `date_vente`, `region` columns; `id` and
+/// `updated_at` (or `updatedAt`) optional; rows marked `deleted=true` are skipped) and applies each
+/// line in its region, batch by batch. In `ImportMode::Dated`, a line is a write dated by its
+/// `updated_at` (now when it has none): a region holding a newer version keeps it.
+pub async fn import(ventes: &Ventes, input: impl Read, mode: ImportMode, progress: &ProgressBar) -> anyhow::Result<ImportReport> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::None).from_reader(input);
     let headers = reader.headers()?.clone();
     let column = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
@@ -124,9 +177,10 @@ pub async fn import(ventes: &Ventes, input: impl Read, progress: &ProgressBar) -
     }
     let [produit, montant, date_vente, region] = ["produit", "montant", "date_vente", "region"].map(|c| column(c).unwrap_or(usize::MAX));
     let (id_col, deleted_col) = (column("id"), column("deleted"));
+    let updated_col = column("updated_at").or_else(|| column("updatedAt"));
     let today = ventes.today();
     let mut report = ImportReport::default();
-    let mut batch = Vec::with_capacity(BATCH);
+    let (mut batch, mut batch_lines) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
     let mut line = 1; // the header's; a record's own position is used when the reader knows it
     for row in reader.records() {
         line += 1;
@@ -144,6 +198,7 @@ pub async fn import(ventes: &Ventes, input: impl Read, progress: &ProgressBar) -
         };
         line = row.position().map_or(line, csv::Position::line);
         if deleted_col.and_then(|c| row.get(c)).is_some_and(|d| d.trim().eq_ignore_ascii_case("true")) {
+            report.deleted += 1;
             continue;
         }
         let fields =
@@ -152,41 +207,69 @@ pub async fn import(ventes: &Ventes, input: impl Read, progress: &ProgressBar) -
             None => Ok(VenteId::generate()),
             Some(text) => text.parse().map_err(|_| format!("id : « {text} » n'est pas un UUID")),
         };
-        match (id, NewVente::parse(&fields, ventes.regions(), today)) {
-            (Ok(id), Ok(vente)) => batch.push((id, vente)),
-            (Err(message), _) => report.rejected.push((line, message)),
-            (_, Err(errors)) => report.rejected.push((line, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ; "))),
+        let dated = updated_col.and_then(|c| row.get(c)).map_or(Ok(None), parse_updated_at);
+        match (id, dated, NewVente::parse(&fields, ventes.regions(), today)) {
+            (Ok(id), Ok(dated), Ok(vente)) => {
+                batch.push(ImportLine { id, vente, dated });
+                batch_lines.push(line);
+            }
+            (Err(message), _, _) | (_, Err(message), _) => report.rejected.push((line, message)),
+            (_, _, Err(errors)) => report.rejected.push((line, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ; "))),
         }
         if batch.len() == BATCH {
-            report.imported += ventes.record_batch(std::mem::take(&mut batch)).await? as u64;
-            progress.set_position(report.imported);
+            report.count(&ventes.import(&batch, mode).await?, &batch_lines);
+            (batch, batch_lines) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+            progress.set_position(line);
         }
     }
-    report.imported += ventes.record_batch(batch).await? as u64;
-    progress.set_position(report.imported);
+    report.count(&ventes.import(&batch, mode).await?, &batch_lines);
+    progress.set_position(line);
     Ok(report)
 }
 
-pub async fn import_cmd(config: &Config, input: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub async fn import_cmd(config: &Config, input: Option<PathBuf>, replace: bool) -> anyhow::Result<ExitCode> {
     let stores = app::open_stores(config).await?;
     app::migrate_all(&stores).await?;
     let ventes = Ventes::new(stores, system_clock());
-    let progress = progress_bar(None, "ventes");
+    let progress = progress_bar(None, "lignes");
+    let mode = if replace { ImportMode::Replace } else { ImportMode::Dated };
     let report = match input {
         Some(path) => {
             let file = std::fs::File::open(&path).with_context(|| format!("ouverture de {}", path.display()))?;
-            import(&ventes, std::io::BufReader::new(file), &progress).await?
+            import(&ventes, std::io::BufReader::new(file), mode, &progress).await?
         }
-        None => import(&ventes, std::io::stdin().lock(), &progress).await?,
+        None => import(&ventes, std::io::stdin().lock(), mode, &progress).await?,
     };
     progress.finish_and_clear();
-    for (line, message) in report.rejected.iter().take(20) {
+    for line in &report.older_lines {
+        eprintln!("ligne {line} : {}", ImportVerdict::OLDER_MESSAGE);
+    }
+    if report.older > report.older_lines.len() as u64 {
+        eprintln!("… et {} autres lignes ignorées (version plus récente en base)", report.older - report.older_lines.len() as u64);
+    }
+    for (line, message) in report.rejected.iter().take(SHOWN) {
         eprintln!("ligne {line} : {message}");
     }
-    if report.rejected.len() > 20 {
-        eprintln!("… et {} autres lignes refusées", report.rejected.len() - 20);
+    if report.rejected.len() > SHOWN {
+        eprintln!("… et {} autres lignes refusées", report.rejected.len() - SHOWN);
     }
-    eprintln!("{} ventes importées, {} lignes refusées", report.imported, report.rejected.len());
+    eprintln!("{}", summary(&report));
     let _ = std::io::stderr().flush();
     Ok(if report.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The report's last line: `12 ventes importées (10 créées, 2 mises à jour), 3 ignorées (version
+/// plus récente en base), 0 inchangée, 0 supprimée dans le fichier, 1 ligne refusée`.
+pub fn summary(report: &ImportReport) -> String {
+    format!(
+        "{} ventes importées ({} créées, {} mises à jour), {} ignorées (version plus récente en base), {} inchangées, \
+         {} supprimées dans le fichier, {} lignes refusées",
+        report.imported(),
+        report.created,
+        report.updated,
+        report.older,
+        report.unchanged,
+        report.deleted,
+        report.rejected.len()
+    )
 }

@@ -4,6 +4,8 @@
 //! a remote region); and pushing each write on to the other regions off the request path.
 //! Leaves: SQL (store/), validation (domain/), HTTP (web/).
 
+mod import;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,8 @@ use crate::domain::version::WallClock;
 use crate::domain::{Expect, ListQuery, LocalWrite, NewVente, Page, RegionName, Regions, Vente, VenteId, WriteOutcome};
 use crate::store::guard::{Breaker, Guarded};
 use crate::store::{Batch, Store, StoreError};
+
+pub use import::{ImportLine, ImportMode};
 
 /// How long an immediate push to another region may take; what misses it is carried by the next
 /// sync round. Nobody waits for it: the client has its answer once the local commit is done.

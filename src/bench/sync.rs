@@ -10,6 +10,7 @@ mod latency;
 mod pgstats;
 mod server;
 mod timed;
+mod wan;
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,20 @@ pub enum SyncScenario {
         #[arg(long)]
         pg_stats: bool,
     },
+    /// One dsms in Dakar with Dakar's database local and Thies's and Saint-Louis's behind a delaying
+    /// proxy (the WAN): POST latency and time until visible in both others, with `home` and in the
+    /// central shape; idle rounds over the WAN.
+    Wan {
+        /// Round trip added between Dakar and each other site, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        rtt_ms: u64,
+        /// Single-sale POSTs timed in each shape.
+        #[arg(long, default_value_t = 100)]
+        writes: u32,
+        /// Writes per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+    },
     /// N rows in every region, in sync; C changes in Dakar: the incremental round, then idle rounds
     /// and idle memory.
     Round {
@@ -95,6 +110,7 @@ pub async fn run(scenario: SyncScenario) -> anyhow::Result<()> {
             latency::run(writes, rate, Duration::from_micros(poll_us), pg_stats).await
         }
         SyncScenario::Round { rows, changes, idle, engine } => round(rows, changes, idle, engine).await,
+        SyncScenario::Wan { rtt_ms, writes, rate } => wan::run(rtt_ms, writes, rate).await,
     }
 }
 

@@ -2,9 +2,10 @@
 //! exists, it satisfies the contract. Parsing from the wire happens here, once. Versions and the
 //! LWW rule are domain values too: every layer above uses them, none of them owns them.
 //! Owns: validation rules and their French messages, versions (version.rs), the replication rule
-//! (lww.rs), the local-write rule (write.rs), reader requests and pages (query.rs).
+//! (lww.rs), the local-write rule (write.rs), the import rule (import.rs), reader requests and pages (query.rs).
 //! Leaves: storage encodings (store/), JSON shape (web/). Imports nothing of the layers above.
 
+pub mod import;
 pub mod lww;
 pub mod montant;
 pub mod produit;

@@ -4,7 +4,8 @@
 //!
 //! Rules, from the latest contact (a probe or the region's part in a sync round):
 //! - `OFFLINE`: the latest contact failed.
-//! - `WARNING`: reachable, but its clock is off by more than `max_clock_skew`, or it answers slowly,
+//! - `WARNING`: reachable, but its clock is off by more than `max_clock_skew`, or its feed has been
+//!   held back by an open transaction for longer than `max_feed_hold`, or it answers slowly,
 //!   or its lag is above the bound, or the last round had errors on a pair touching it, or it has
 //!   been unstable (several outages within a few minutes).
 //! - `ONLINE`: reachable and none of the above. One outage followed by a good contact is ONLINE
@@ -43,6 +44,8 @@ impl Status {
 pub struct Thresholds {
     /// Config `max_clock_skew`.
     pub max_clock_skew: Duration,
+    /// Config `max_feed_hold`: a feed held back longer by an open transaction is a warning.
+    pub max_feed_hold: Duration,
     /// A round trip above this is slow.
     pub slow: Duration,
     /// More pending changes than this is lagging.
@@ -56,6 +59,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Self {
             max_clock_skew: Duration::from_secs(2),
+            max_feed_hold: Duration::from_secs(60),
             slow: Duration::from_secs(1),
             max_lag: 10_000,
             unstable_outages: 3,
@@ -110,6 +114,8 @@ pub struct RegionHealth {
     /// Live sales, counted by probes when the data changed since the last count.
     pub ventes: Option<u64>,
     pub counted_generation: Option<u64>,
+    /// What the probes saw of the feed's horizon (PostgreSQL).
+    pub feed_hold: super::feed_hold::HoldWatch,
     pub status: Status,
     pub reason: Option<String>,
     /// Starts of recent outages.
@@ -130,6 +136,7 @@ impl Default for RegionHealth {
             pair_errors: None,
             ventes: None,
             counted_generation: None,
+            feed_hold: super::feed_hold::HoldWatch::default(),
             status: Status::Warning,
             reason: Some("pas encore contactée".into()),
             outages: VecDeque::new(),
@@ -212,6 +219,7 @@ impl RegionHealth {
         if let Some(pending) = self.pending.filter(|p| *p > thresholds.max_lag) {
             reasons.push(format!("en retard de {pending} modifications"));
         }
+        reasons.extend(self.feed_hold.reason(thresholds.max_feed_hold));
         if let Some(errors) = &self.pair_errors {
             reasons.push(format!("erreurs récentes : {errors}"));
         }

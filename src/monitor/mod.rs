@@ -6,11 +6,12 @@
 //! running rounds (sync/).
 //!
 //! Parts: stats.rs (counters, history), persist.rs (statistics ↔ state database records), health.rs (status rules,
-//! probes, what a round says of each region), drill.rs (the outage seam), analytics.rs (figures,
+//! probes, what a round says of each region), feed_hold.rs (feeds held back by open transactions), drill.rs (the outage seam), analytics.rs (figures,
 //! caches and the cached reads), metrics.rs (Prometheus).
 
 pub mod analytics;
 pub mod drill;
+pub mod feed_hold;
 pub mod health;
 pub mod metrics;
 pub mod persist;
@@ -264,6 +265,14 @@ impl Monitor {
     async fn probe_region(&self, i: usize) {
         let gate = &self.gates[i];
         let contact = health::probe(gate.as_ref(), &self.clock).await;
+        // A feed held back by an open transaction (PostgreSQL); unknown counts as not held.
+        let hold = match contact {
+            Contact::Reached { .. } => gate.feed_hold().await.unwrap_or_else(|e| {
+                tracing::debug!(region = %gate.region(), error = %e, "lecture de la retenue du flux impossible");
+                None
+            }),
+            Contact::Failed { .. } => None,
+        };
         let mut counted = None;
         let generation = self.generation();
         let stale = self.state().health[i].counted_generation != Some(generation);
@@ -276,6 +285,7 @@ impl Monitor {
             state.health[i].ventes = Some(n);
             state.health[i].counted_generation = Some(generation);
         }
+        state.health[i].feed_hold.observe(hold, at);
         self.observe(&mut state, i, &contact, at, true);
     }
 
@@ -304,7 +314,7 @@ impl Monitor {
             last_access: stats.last_access,
             last_error: stats.last_error.as_ref().map(|(_, e)| e.clone()),
             ventes: health.ventes,
-            pending: health.pending,
+            pending: health.pending.max(health.feed_hold.pending()),
             latency: health.latency,
             clock_offset: health.clock_offset,
             drill: self.gates[i].is_down(),

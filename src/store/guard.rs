@@ -70,6 +70,9 @@ impl<G: Guard> Store for Guarded<G> {
     async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
         self.call(self.inner.get(id)).await
     }
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        self.call(self.inner.get_batch(ids)).await
+    }
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         self.call(self.inner.write(write, now)).await
     }
@@ -124,6 +127,9 @@ impl<G: Guard> Store for Guarded<G> {
     }
     async fn listen_for_changes(&self, wake: &tokio::sync::Notify) -> Result<(), StoreError> {
         self.call(self.inner.listen_for_changes(wake)).await
+    }
+    async fn feed_hold(&self) -> Result<Option<super::FeedHold>, StoreError> {
+        self.call(self.inner.feed_hold()).await
     }
     async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
         self.call(self.inner.conflicts(limit)).await

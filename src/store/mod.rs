@@ -106,6 +106,17 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
     /// A sale by id, tombstones included.
     async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError>;
+    /// The sales held among `ids`, tombstones included, in one read (an import judges a batch of
+    /// lines against them).
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(vente) = self.get(*id).await? {
+                found.insert(*id, vente);
+            }
+        }
+        Ok(found)
+    }
     /// Applies a client write, stamping a new version from this region's clock (same transaction).
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError>;
     /// Creates or overwrites many sales as local writes with fresh versions (import, seed).
@@ -173,6 +184,11 @@ pub trait Store: Send + Sync + 'static {
         let _ = horizon;
         Ok(())
     }
+    /// What holds this region's feed back, if anything (PostgreSQL: the feed reads only below the
+    /// oldest transaction still running anywhere in the cluster). `None`: nothing is held.
+    async fn feed_hold(&self) -> Result<Option<FeedHold>, StoreError> {
+        Ok(None)
+    }
     /// The most recent conflicts this database logged, newest first.
     async fn conflicts(&self, limit: u32) -> Result<Vec<crate::domain::lww::Conflict>, StoreError>;
     /// Every sale ordered by id, after `after`, at most `limit` (export, verify).
@@ -206,6 +222,30 @@ pub trait BulkLoad: Send {
 pub struct FeedPosition {
     pub pos: i64,
     pub id: uuid::Uuid,
+}
+
+/// A feed held back by a transaction still running (`Store::feed_hold`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedHold {
+    /// The held horizon: the oldest transaction id still running; the feed reads only below it.
+    pub horizon: i64,
+    /// Committed rows at or above the horizon, waiting behind it (counted up to a cap).
+    pub pending: u64,
+    /// The backend holding it, when this role may see it (`pg_stat_activity`).
+    pub blocker: Option<Blocker>,
+}
+
+/// The session whose transaction holds a feed back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocker {
+    pub pid: i32,
+    /// Its database (any of the cluster's), when known.
+    pub database: Option<String>,
+    /// How long its transaction has been open, by the server's clock; `None` when this role may
+    /// not see it (`pg_monitor` or `pg_read_all_stats` shows it).
+    pub age: Option<std::time::Duration>,
+    /// `idle in transaction`, `active`…, when visible.
+    pub state: Option<String>,
 }
 
 /// A page of a change feed (`Store::changes_since`).

@@ -73,6 +73,11 @@ impl Engine {
         Self { clock, ..self }
     }
 
+    /// Wall time as this engine reads it (rounds are dated by it).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.clock)()
+    }
+
     /// Pulls into `home` only.
     pub fn with_home(self, home: Option<crate::domain::RegionName>) -> Self {
         Self { home, ..self }

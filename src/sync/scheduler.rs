@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -19,8 +20,22 @@ pub trait RoundListener: Send + Sync {
     fn round_done(&self, report: &RoundReport);
 }
 
+/// What came of a round asked for by a request (`Scheduler::request_round`).
+#[derive(Debug)]
+pub enum Requested {
+    /// It ended within the wait: its report.
+    Done(RoundReport),
+    /// It runs on, in its own task, to completion: its report will be in the history among the
+    /// rounds started at or after `since` (the oldest of them; one round runs at a time).
+    Running { since: DateTime<Utc> },
+    /// Its task ended without a report (a bug: a panic in the round); said in French.
+    Lost(String),
+}
+
 pub struct Scheduler {
     engine: Engine,
+    /// How long `request_round` waits before answering that the round runs on.
+    request_wait: Duration,
     interval: Option<Duration>,
     sync_on_write: bool,
     wake: Notify,
@@ -30,7 +45,21 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(engine: Engine, interval: Option<Duration>, sync_on_write: bool) -> Self {
-        Self { engine, interval, sync_on_write, wake: Notify::new(), running: Mutex::new(()), listeners: std::sync::RwLock::default() }
+        Self {
+            engine,
+            interval,
+            sync_on_write,
+            request_wait: Duration::from_secs(10),
+            wake: Notify::new(),
+            running: Mutex::new(()),
+            listeners: std::sync::RwLock::default(),
+        }
+    }
+
+    /// How long a requested round is waited for before the request is answered (config
+    /// `sync_request_wait`); the round itself runs to completion whatever the wait.
+    pub fn with_request_wait(self, request_wait: Duration) -> Self {
+        Self { request_wait, ..self }
     }
 
     pub fn add_listener(&self, listener: Arc<dyn RoundListener>) {
@@ -53,6 +82,25 @@ impl Scheduler {
             listener.round_done(&report);
         }
         report
+    }
+
+    /// Starts a round for a request (`POST /api/sync`, the sync button) in a task of its own, so
+    /// that it runs to completion even when the request is answered first or its client goes
+    /// away (a request is cut at 30 s); waits for it at most `request_wait`.
+    pub async fn request_round(self: &Arc<Self>) -> Requested {
+        // The history keeps start times to the millisecond: the round starts at or after this.
+        let now = self.engine.now();
+        let since = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        let me = self.clone();
+        let mut round = tokio::spawn(async move { me.run_now().await });
+        match tokio::time::timeout(self.request_wait, &mut round).await {
+            Ok(Ok(report)) => Requested::Done(report),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "la synchronisation demandée s'est arrêtée sans rapport");
+                Requested::Lost(format!("la synchronisation s'est arrêtée sans rapport : {e}"))
+            }
+            Err(_) => Requested::Running { since },
+        }
     }
 
     /// Runs rounds on the interval and on nudges until `stop` is cancelled; also listens for

@@ -266,6 +266,10 @@ pub struct HistoryParams {
     /// How many rounds, 1 to 1000 (default 100).
     #[param(schema_with = openapi::history_limit_schema)]
     pub limit: Option<String>,
+    /// Only rounds started at or after this time (RFC 3339), e.g. the `Location` of a 202 from
+    /// `POST /api/sync`: the round it started is the oldest listed.
+    #[param(schema_with = openapi::since_schema)]
+    pub since: Option<String>,
 }
 
 /// The newest rounds, newest first (1,000 are kept), for charts.
@@ -279,7 +283,18 @@ pub async fn stats_history(
 ) -> Result<Json<Vec<HistoryJson>>, ApiError> {
     let max = u32::try_from(HISTORY_KEPT).unwrap_or(u32::MAX);
     let limit = read_limit(params.limit.as_deref(), 100, max).map_err(|e| ApiError::Invalid(vec![e]))? as usize;
-    Ok(Json(state.monitor.history(limit).iter().map(HistoryJson::from).collect()))
+    let since = match params.since.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => Some(DateTime::parse_from_rfc3339(text).map_err(|_| {
+            ApiError::invalid(
+                "since",
+                format!("« {} » n'est pas une date-heure RFC 3339 (2026-11-24T10:15:30Z)", super::extract::truncate(text, 40)),
+            )
+        })?),
+    };
+    let history = state.monitor.history(HISTORY_KEPT);
+    let kept = history.iter().filter(|e| since.is_none_or(|since| e.started_at >= since)).take(limit);
+    Ok(Json(kept.map(HistoryJson::from).collect()))
 }
 
 /// The drill toggle. Unknown members are refused, each named.

@@ -167,6 +167,14 @@ pub fn history_limit_schema() -> Schema {
     limit(u32::try_from(crate::monitor::stats::HISTORY_KEPT).unwrap_or(u32::MAX), 100)
 }
 
+pub fn since_schema() -> Schema {
+    AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))))
+        .item(empty_schema())
+        .description(Some("Seulement les synchronisations commencées à partir de cet instant (RFC 3339)."))
+        .into()
+}
+
 pub fn cursor_schema() -> Schema {
     AnyOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(Cursor::PATTERN)))

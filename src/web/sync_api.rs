@@ -2,6 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,6 +16,7 @@ use super::list_query::read_limit;
 use super::{AppState, openapi};
 use crate::domain::lww::Conflict;
 use crate::sync::report::{RoundReport, RoundStatus};
+use crate::sync::scheduler::Requested;
 
 /// One region's part in a round.
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,16 +102,53 @@ impl From<&RoundReport> for RoundJson {
     }
 }
 
-/// Runs a sync round now (after the one in progress, if any) and returns its report. The request
-/// must be declared JSON (`Content-Type: application/json`; the body is ignored), so that a
-/// cross-site form cannot trigger it.
+/// A round asked for by a request and still running when it was answered (202).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundRunningJson {
+    /// Always `running`.
+    #[schema(example = "running")]
+    pub status: &'static str,
+    /// The round started at or after this time (to the millisecond).
+    pub since: DateTime<Utc>,
+    /// Where its report will appear (also in `Location`): the history of the rounds started since
+    /// the request, newest first; the request's round is the oldest of them.
+    #[schema(example = "/api/stats/history?since=2026-11-24T10:15:30.123Z")]
+    pub report: String,
+    /// What is happening, in French.
+    pub message: String,
+}
+
+/// The history of the rounds started at or after `since`, where a running round's report appears.
+pub fn history_link(since: DateTime<Utc>) -> String {
+    format!("/api/stats/history?since={}", since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Runs a sync round now (after the one in progress, if any) and returns its report; a round
+/// still running after `sync_request_wait` (10 s) goes on in its own task to completion, and the
+/// answer is 202 with where its report will be. The request must be declared JSON
+/// (`Content-Type: application/json`; the body is ignored), so that a cross-site form cannot
+/// trigger it.
 #[utoipa::path(post, path = "/api/sync", tag = "sync",
     request_body(content = Object, content_type = "application/json",
         description = "Corps ignoré ; la requête doit être déclarée JSON (un formulaire d'un autre site ne peut donc pas lancer de synchronisation)."),
     responses((status = 200, description = "Rapport de la synchronisation (même partielle ou échouée)", body = RoundJson),
+              (status = 202, description = "La synchronisation dure plus que l'attente (`sync_request_wait`) : elle continue jusqu'au bout ; \
+                  son rapport apparaîtra dans l'historique indiqué par `Location`",
+               body = RoundRunningJson,
+               headers(("Location" = String, description = "L'historique des synchronisations commencées depuis la demande"))),
               (status = 415, description = "Requête non déclarée JSON", body = ErrorBody)))]
-pub async fn sync_now(State(state): State<AppState>, _json: super::extract::DeclaredJson) -> Json<RoundJson> {
-    Json(RoundJson::from(&state.scheduler.run_now().await))
+pub async fn sync_now(State(state): State<AppState>, _json: super::extract::DeclaredJson) -> Result<Response, ApiError> {
+    match state.scheduler.request_round().await {
+        Requested::Done(report) => Ok(Json(RoundJson::from(&report)).into_response()),
+        Requested::Running { since } => {
+            let report = history_link(since);
+            let message = "La synchronisation continue en arrière-plan ; son rapport apparaîtra dans l'historique.".to_owned();
+            let body = RoundRunningJson { status: "running", since, report: report.clone(), message };
+            Ok((StatusCode::ACCEPTED, [(LOCATION, report)], Json(body)).into_response())
+        }
+        Requested::Lost(message) => Err(ApiError::Internal(message)),
+    }
 }
 
 /// A version of a sale in a conflict.

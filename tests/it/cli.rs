@@ -113,7 +113,7 @@ fn an_import_reports_each_bad_line_by_number_keeps_the_good_ones_and_exits_1() {
     let (_, stderr) = expect(dsms(dir.path(), &["import", "-i", "in.csv"], &[]), 1, "import with bad lines");
     assert!(stderr.contains("ligne 3") && stderr.contains("montant"), "{stderr}");
     assert!(stderr.contains("ligne 5") && stderr.contains("région inconnue"), "a quoted line break is inside line 5's record: {stderr}");
-    assert!(stderr.contains("3 ventes importées, 2 lignes refusées"), "{stderr}");
+    assert!(stderr.contains("3 ventes importées (3 créées, 0 mises à jour)") && stderr.contains("2 lignes refusées"), "{stderr}");
     let (exported, _) = expect(dsms(dir.path(), &["export"], &[]), 0, "export");
     let mut produits: Vec<String> = rows(&exported).into_iter().skip(1).map(|r| r[1].clone()).collect();
     produits.sort();

@@ -6,10 +6,12 @@ mod auth;
 mod bad_input;
 mod browser;
 mod cli;
+mod feed_hold;
 mod foreign_writers;
 #[allow(dead_code, reason = "shared helpers; each test module uses a part")]
 mod helpers;
 mod home;
+mod import_lww;
 mod layers;
 mod monitor;
 mod monitor_rounds;
@@ -21,4 +23,5 @@ mod restore;
 mod sync;
 mod sync_api;
 mod sync_cases;
+mod sync_request;
 mod tls;

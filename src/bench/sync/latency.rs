@@ -27,16 +27,16 @@ const WARM_UP: u32 = 10;
 
 /// One write's timings, from the moment it was sent.
 #[derive(Clone, Copy, Debug)]
-struct Sample {
+pub(super) struct Sample {
     /// The write call returned (HTTP response received, or the direct write committed).
-    returned: Duration,
+    pub(super) returned: Duration,
     /// Both other regions return the sale.
-    visible: Duration,
+    pub(super) visible: Duration,
 }
 
 /// How a write is made.
 #[derive(Clone)]
-enum Writer {
+pub(super) enum Writer {
     Http { client: reqwest::Client, base: String },
     Direct { stores: Vec<Arc<dyn Store>> },
 }
@@ -80,7 +80,7 @@ async fn visible_in(store: &dyn Store, id: VenteId, sent: Instant, poll: Duratio
 }
 
 /// Writes into region `home`, polling the two others meanwhile.
-async fn one(writer: &Writer, pollers: &[Arc<dyn Store>], home: usize, poll: Duration) -> anyhow::Result<Sample> {
+pub(super) async fn one(writer: &Writer, pollers: &[Arc<dyn Store>], home: usize, poll: Duration) -> anyhow::Result<Sample> {
     let id = VenteId::generate();
     let sent = Instant::now();
     let write = async {
@@ -114,7 +114,7 @@ async fn paced(writer: &Writer, pollers: &[Arc<dyn Store>], writes: u32, rate: f
 }
 
 /// p50, p95 and max in milliseconds.
-fn summary(mut ms: Vec<f64>) -> serde_json::Value {
+pub(super) fn summary(mut ms: Vec<f64>) -> serde_json::Value {
     ms.sort_by(f64::total_cmp);
     json!({"p50_ms": percentile(&ms, 0.5), "p95_ms": percentile(&ms, 0.95), "max_ms": ms.last()})
 }

@@ -172,6 +172,9 @@ impl Store for Timed {
     async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
         self.inner.get(id).await
     }
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        self.inner.get_batch(ids).await
+    }
 
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         self.inner.write(write, now).await

@@ -5,7 +5,13 @@
 use super::COLUMNS;
 use super::PgStore;
 use crate::store::row::feed_page;
-use crate::store::{FeedPage, FeedPosition, Source, StoreError};
+use crate::store::{Blocker, FeedHold, FeedPage, FeedPosition, Source, StoreError};
+
+/// A `pg_stat_activity` row: pid, database, transaction age in seconds, state.
+type BlockerRow = (i32, Option<String>, Option<f64>, Option<String>);
+
+/// Rows waiting behind a held feed are counted up to this.
+const PENDING_CAP: i64 = 100_000;
 
 /// The change feed after a position (`$1` its transaction id as text, `$2` its id) and below
 /// both the oldest transaction still running and a horizon (`$4`, as text): every transaction
@@ -97,6 +103,47 @@ impl PgStore {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
+        })
+        .await
+    }
+
+    /// What holds the feed back: the oldest transaction still running in the cluster (the feed
+    /// reads below it), the rows committed at or above it, and the session that runs it. Any role
+    /// sees every session's `pid`, database and `backend_xid` in `pg_stat_activity`; the start of
+    /// another role's transaction only with `pg_read_all_stats` (in `pg_monitor`), else its age
+    /// is unknown here. A prepared transaction holds the feed without any session.
+    pub(super) async fn feed_hold(&self) -> Result<Option<FeedHold>, StoreError> {
+        self.bounded(async {
+            let (horizon, xmax): (i64, i64) = sqlx::query_as(
+                "SELECT pg_snapshot_xmin(s)::text::int8, pg_snapshot_xmax(s)::text::int8 FROM pg_current_snapshot() AS s",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err())?;
+            if horizon >= xmax {
+                return Ok(None); // no transaction with an id is running
+            }
+            let blocker: Option<BlockerRow> = sqlx::query_as(
+                "SELECT pid, datname, extract(epoch FROM clock_timestamp() - xact_start)::float8, state                  FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()                  ORDER BY age(backend_xid) DESC, pid LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.err())?;
+            let (pending,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM (SELECT 1 FROM vente WHERE txid >= $1::text::xid8 LIMIT $2) AS held",
+            )
+            .bind(horizon.to_string())
+            .bind(PENDING_CAP)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err())?;
+            let blocker = blocker.map(|(pid, database, age, state)| Blocker {
+                pid,
+                database,
+                age: age.filter(|a| a.is_finite() && *a >= 0.0).map(std::time::Duration::from_secs_f64),
+                state,
+            });
+            Ok(Some(FeedHold { horizon, pending: u64::try_from(pending).unwrap_or(0), blocker }))
         })
         .await
     }

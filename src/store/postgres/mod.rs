@@ -152,6 +152,14 @@ impl Store for PgStore {
         PgStore::get(self, id).await
     }
 
+    async fn feed_hold(&self) -> Result<Option<crate::store::FeedHold>, StoreError> {
+        PgStore::feed_hold(self).await
+    }
+
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        PgStore::get_batch(self, ids).await
+    }
+
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         PgStore::write(self, write, now).await
     }

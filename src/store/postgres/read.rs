@@ -26,6 +26,20 @@ impl PgStore {
         rows.iter().map(|r| self.vente(r).map(|v| (v.id, v))).collect()
     }
 
+    /// The stored rows among `ids`, unlocked (an import's one read per batch).
+    pub(super) async fn get_batch(&self, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
+        self.bounded(async {
+            let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ANY($1)"))
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?;
+            rows.iter().map(|r| self.vente(r).map(|v| (v.id, v))).collect()
+        })
+        .await
+    }
+
     pub(super) async fn get_in(&self, conn: &mut PgConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = $1"))
             .bind(id.0)

@@ -36,9 +36,27 @@ pub struct SqliteStore {
     clock: WallClock,
 }
 
+/// How long a commit waits for the disk. Regions always run `Full`: in WAL mode with
+/// `synchronous=NORMAL` a power cut can lose the last acknowledged commits, and a lost commit
+/// would let feed positions be handed out again. `Normal` exists only to measure what `Full`
+/// costs (`dsms bench write`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: the WAL is synced at every commit.
+    Full,
+    /// `synchronous=NORMAL`: synced at checkpoints only.
+    Normal,
+}
+
 impl SqliteStore {
-    /// Opens the file, creating it and its folder if missing (WAL mode, busy timeout).
+    /// Opens the file, creating it and its folder if missing (WAL mode, `synchronous=FULL`, busy
+    /// timeout).
     pub async fn open(region: RegionName, path: &Path, limits: Limits) -> Result<Self, StoreError> {
+        Self::open_with(region, path, limits, Durability::Full).await
+    }
+
+    /// As `open`, with the given durability (benchmarks).
+    pub async fn open_with(region: RegionName, path: &Path, limits: Limits, durability: Durability) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable { region: region.clone(), message: format!("{}: {e}", dir.display()) })?;
@@ -48,7 +66,10 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(limits.statement_timeout)
             .pragma("cache_size", "-32768");
         let pool = SqlitePoolOptions::new()
@@ -128,6 +149,14 @@ impl Store for SqliteStore {
 
     async fn get(&self, id: VenteId) -> Result<Option<Vente>, StoreError> {
         SqliteStore::get(self, id).await
+    }
+
+    async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await.map_err(self.err())?;
+            self.get_many(&mut conn, ids).await
+        })
+        .await
     }
 
     async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {

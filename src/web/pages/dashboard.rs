@@ -16,13 +16,14 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::csrf::{CheckedForm, CsrfToken};
-use super::dashboard_text::round_notice;
+use super::dashboard_text::{round_notice, running_notice};
 use super::dashboard_view::{Dashboard, StatsFragment, StatsPage};
 use super::error::PageError;
 use super::flash::{Flash, Notice};
 use super::views::html;
 use crate::monitor::MonitorError;
 use crate::monitor::health::Status;
+use crate::sync::scheduler::Requested;
 use crate::web::AppState;
 
 /// Seconds between automatic refreshes, unless `?actualisation=N` (1 to 3600) says otherwise.
@@ -82,10 +83,15 @@ pub struct SyncForm {
 }
 
 /// `POST /synchroniser`: runs a round now (after the one in progress, if any), then says what it
-/// did, region by region, on the page the form was on.
+/// did, region by region, on the page the form was on; a round longer than `sync_request_wait`
+/// runs on to completion, and the message links to the history where its report will appear.
 pub async fn sync_now(State(state): State<AppState>, CheckedForm(form): CheckedForm<SyncForm>) -> Response {
-    let report = state.scheduler.run_now().await;
-    round_notice(&report).redirect(back(&form.retour))
+    let notice = match state.scheduler.request_round().await {
+        Requested::Done(report) => round_notice(&report),
+        Requested::Running { .. } => running_notice(),
+        Requested::Lost(message) => Notice::warning(format!("Échec de la synchronisation : {message}.")),
+    };
+    notice.redirect(back(&form.retour))
 }
 
 #[derive(Debug, Deserialize)]

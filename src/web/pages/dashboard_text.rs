@@ -103,6 +103,12 @@ pub fn round_notice(report: &RoundReport) -> Notice {
     }
 }
 
+/// A requested round that runs on after the button's request was answered.
+pub fn running_notice() -> Notice {
+    Notice::warning("La synchronisation prend plus de temps que prévu : elle continue en arrière-plan jusqu'au bout, et son rapport apparaîtra dans l'historique.")
+        .with_link("/stats#historique-titre", "Voir l'historique des synchronisations")
+}
+
 /// How a region status reads: the guide's word, an icon and a French gloss (never colour alone).
 pub struct StatusView {
     pub word: &'static str,

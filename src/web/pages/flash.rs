@@ -1,7 +1,8 @@
 //! Cookies of the pages: reading the `Cookie` header, and the one-shot flash message shown after a
 //! write's 303 redirect (Post/Redirect/Get). Owns: the flash cookie's format. Leaves: CSRF (csrf.rs).
 //!
-//! The cookie holds the message itself (`tone.base64(text).tag`), signed with the process's
+//! The cookie holds the message itself (`tone.base64(text).tag`, or with a link
+//! `tone.base64(text).base64(href).base64(label).tag`), signed with the process's
 //! secret: a planted or edited cookie is ignored, so the page only ever says what this server said.
 
 use axum::http::header::{COOKIE, SET_COOKIE};
@@ -54,13 +55,20 @@ impl Flash {
     /// The message left by the previous write, if any; the page must then `clear` it.
     pub fn take(headers: &HeaderMap) -> Option<Notice> {
         let (tone, rest) = cookie(headers, FLASH)?.split_once('.')?;
-        let (text, tag) = rest.split_once('.')?;
-        if !csrf::signed(FLASH, &format!("{tone}.{text}"), tag) {
+        let (parts, tag) = rest.rsplit_once('.')?;
+        if !csrf::signed(FLASH, &format!("{tone}.{parts}"), tag) {
             return None;
         }
         let tone = [Tone::Success, Tone::Warning].into_iter().find(|t| t.code() == tone)?;
-        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
-        Some(Notice { text, tone })
+        let decode = |part: &str| String::from_utf8(URL_SAFE_NO_PAD.decode(part).ok()?).ok();
+        let mut parts = parts.split('.');
+        let text = decode(parts.next()?)?;
+        let link = match (parts.next(), parts.next(), parts.next()) {
+            (None, _, _) => None,
+            (Some(href), Some(label), None) => Some(Link { href: decode(href)?, label: decode(label)? }),
+            _ => return None,
+        };
+        Some(Notice { text, tone, link })
     }
 
     /// Expires the flash cookie on `response` (after it was shown once).
@@ -90,15 +98,32 @@ impl Tone {
 pub struct Notice {
     pub text: String,
     pub tone: Tone,
+    /// A link shown after the text (an address of this site).
+    pub link: Option<Link>,
+}
+
+/// A link of a message: where, and its words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// An address of this site (starts with `/`).
+    pub href: String,
+    pub label: String,
 }
 
 impl Notice {
     pub fn success(text: impl Into<String>) -> Self {
-        Self { text: text.into(), tone: Tone::Success }
+        Self { text: text.into(), tone: Tone::Success, link: None }
     }
 
     pub fn warning(text: impl Into<String>) -> Self {
-        Self { text: text.into(), tone: Tone::Warning }
+        Self { text: text.into(), tone: Tone::Warning, link: None }
+    }
+
+    /// The message with a link after it; `href` must be an address of this site (else no link).
+    pub fn with_link(self, href: impl Into<String>, label: impl Into<String>) -> Self {
+        let href = href.into();
+        let link = (href.starts_with('/') && !href.starts_with("//")).then(|| Link { href, label: label.into() });
+        Self { link, ..self }
     }
 
     /// The CSS class of the message (`flash-ok`, `flash-attention`).
@@ -112,7 +137,10 @@ impl Notice {
     /// A 303 to `to` that leaves this message for the next page.
     pub fn redirect(self, to: &str) -> Response {
         let text = crate::web::extract::truncate(&self.text, MAX_CHARS);
-        let payload = format!("{}.{}", self.tone.code(), URL_SAFE_NO_PAD.encode(text));
+        let mut payload = format!("{}.{}", self.tone.code(), URL_SAFE_NO_PAD.encode(text));
+        if let Some(link) = &self.link {
+            payload.push_str(&format!(".{}.{}", URL_SAFE_NO_PAD.encode(&link.href), URL_SAFE_NO_PAD.encode(&link.label)));
+        }
         let tag = csrf::sign(FLASH, &payload);
         let value = format!("{FLASH}={payload}.{tag}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
         let mut response = (StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, to.to_owned())]).into_response();
@@ -143,6 +171,9 @@ mod tests {
         assert_eq!((shown.text.as_str(), shown.tone), ("Vente « Riz brisé » ajoutée.", Tone::Success));
         let warning = Notice::warning("Synchronisation partielle").redirect("/stats");
         assert_eq!(Flash::take(&carried(&warning)).unwrap().class(), "flash-attention");
+        let linked = Notice::warning("En cours").with_link("/stats#historique-titre", "Voir l'historique");
+        assert_eq!(Flash::take(&carried(&linked.clone().redirect("/"))), Some(linked));
+        assert_eq!(Notice::success("x").with_link("https://ailleurs.example", "y").link, None, "only this site's addresses");
     }
 
     #[test]

@@ -340,3 +340,38 @@ async fn with_no_region_reachable_the_dashboard_still_shows_what_it_knows() {
     assert!(html.contains("Journal des conflits indisponible."));
     assert!(html.contains("Aucune synchronisation pour l&#39;instant.") || html.contains("Aucune synchronisation pour l'instant."));
 }
+
+#[tokio::test]
+async fn a_sync_button_round_longer_than_the_wait_runs_on_and_the_flash_links_to_the_history() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(Backends::Sqlite, dir.path()).unwrap();
+    config.sync_on_write = false;
+    config.sync_request_wait = std::time::Duration::from_millis(200);
+    config.statement_timeout = std::time::Duration::from_secs(20);
+    let thies = dir.path().join("thies.db");
+    let app = spawn_app_in(config, dir).await;
+    let stores = app.ventes.stores();
+    let write = LocalWrite::Create { id: VenteId::generate(), vente: new_vente(stores, 0, "Mil", "1000") };
+    stores[0].write(&write, Utc::now()).await.unwrap();
+    // Thies made slow: another process holds its write lock.
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", thies.display())).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+
+    let visitor = Visitor::new(&app).await;
+    let answer = visitor.post("/synchroniser", &[("retour", "/")]).await;
+    assert_eq!(answer.headers()[LOCATION], "/");
+    let html = follow(&visitor, answer).await;
+    let flash = html.split("<p class=\"flash flash-attention\" role=\"status\">").nth(1).expect("a warning flash");
+    let flash = flash.split("</p>").next().unwrap();
+    assert!(flash.contains("continue en arrière-plan"), "{flash}");
+    assert!(flash.contains("<a href=\"/stats#historique-titre\">Voir l&#39;historique des synchronisations</a>"), "{flash}");
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while api_stats(&app).await["totalSyncs"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the round never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(api_stats(&app).await["syncHistory"][0]["status"], "success");
+}
