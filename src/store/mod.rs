@@ -293,7 +293,8 @@ impl Batch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Epoch {
     pub id: uuid::Uuid,
-    /// A `feed_horizon`: reads under this epoch stay below it.
+    /// A `feed_horizon` below which every change had committed before the epoch (SQLite: exact,
+    /// the counter under the write lock; PostgreSQL: the oldest running transaction).
     pub below: i64,
 }
 

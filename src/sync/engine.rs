@@ -56,8 +56,7 @@ pub struct Engine {
 pub(super) struct Reached {
     pub store: Arc<dyn Store>,
     pub source: Source,
-    /// Its feed is read only below this position during the round (`Store::feed_horizon`, and
-    /// the epoch's bound).
+    /// Its feed is read only below this position during the round (`Store::feed_horizon`).
     pub horizon: i64,
     /// The epoch of its feed that reads record during this round (`sync::restore`).
     pub epoch: Option<uuid::Uuid>,
