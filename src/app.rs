@@ -73,7 +73,7 @@ pub async fn open_stores_with_clock(config: &Config, clock: WallClock) -> Result
     let limits = Limits { connect_timeout: config.connect_timeout, statement_timeout: config.statement_timeout };
     let mut stores = Vec::with_capacity(config.regions.len());
     for region in &config.regions {
-        stores.push(store::open_with_clock(region, limits, clock.clone()).await?);
+        stores.push(store::open_with_options(region, limits, clock.clone(), config.max_future).await?);
     }
     Ok(stores)
 }

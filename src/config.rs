@@ -24,12 +24,15 @@ pub struct Config {
     /// `None`: no periodic rounds.
     pub sync_interval: Option<Duration>,
     pub sync_on_write: bool,
+    /// A writer (this server) or region whose clock is further off than this is shown WARNING.
     pub max_clock_skew: Duration,
     /// A PostgreSQL region whose feed is held back by an old transaction for longer is WARNING.
     pub max_feed_hold: Duration,
     /// How long `POST /api/sync` and the sync button wait for their round before answering that it
     /// runs on (202); the round always runs to completion.
     pub sync_request_wait: Duration,
+    /// A replicated version further ahead of the receiving database's clock is quarantined there.
+    pub max_future: Duration,
     /// Timeout to open a connection to a region.
     pub connect_timeout: Duration,
     /// Timeout of each statement sent to a region.
@@ -74,6 +77,7 @@ struct RawConfig {
     max_clock_skew: String,
     max_feed_hold: String,
     sync_request_wait: String,
+    max_future: String,
     connect_timeout: String,
     statement_timeout: String,
     log_format: String,
@@ -124,6 +128,7 @@ impl Default for RawConfig {
             max_clock_skew: "2s".into(),
             max_feed_hold: "60s".into(),
             sync_request_wait: "10s".into(),
+            max_future: "24h".into(),
             connect_timeout: "3s".into(),
             statement_timeout: "10s".into(),
             log_format: "text".into(),
@@ -329,6 +334,7 @@ impl RawConfig {
                 }
                 wait => wait,
             },
+            max_future: positive("max_future", &self.max_future)?,
             connect_timeout: duration("connect_timeout", &self.connect_timeout)?,
             statement_timeout: duration("statement_timeout", &self.statement_timeout)?,
             log_json,
@@ -435,6 +441,9 @@ mod tests {
         assert_eq!(config.data_dir, Path::new("/tmp/x"));
         assert_eq!(config.probe_interval, Some(Duration::from_secs(10)));
         assert_eq!(config.max_clock_skew, Duration::from_secs(2));
+        assert_eq!(config.max_future, Duration::from_secs(24 * 3600));
+        let raw = RawConfig { max_future: "0s".into(), ..RawConfig::default() };
+        assert_eq!(raw.validate().unwrap_err().key, "max_future");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::domain::lww::Conflict;
+use crate::domain::quarantine::Quarantined;
 use crate::domain::version::WallClock;
 use crate::domain::{Expect, ListQuery, LocalWrite, NewVente, Page, RegionName, Regions, Vente, VenteId, WriteOutcome};
 use crate::store::guard::{Breaker, Guarded};
@@ -155,6 +156,19 @@ impl Ventes {
         all.sort_by_key(|c| std::cmp::Reverse(c.detected_at));
         let mut seen = std::collections::HashSet::new();
         all.retain(|c| seen.insert((c.loser.id, c.loser.version.clone())));
+        all.truncate(limit as usize);
+        Some(all)
+    }
+
+    /// The rows every reachable region has set aside (undecodable, or versions it refused),
+    /// newest first, at most `limit`; `None` when no region answered.
+    pub async fn quarantine(&self, limit: u32) -> Option<Vec<Quarantined>> {
+        let answers = join_all(self.stores.iter().map(|s| s.quarantine(limit))).await;
+        if answers.iter().all(Result::is_err) {
+            return None;
+        }
+        let mut all: Vec<Quarantined> = answers.into_iter().filter_map(Result::ok).flatten().collect();
+        all.sort_by(|a, b| b.detected_at.cmp(&a.detected_at).then_with(|| a.region.cmp(&b.region)).then_with(|| a.id.cmp(&b.id)));
         all.truncate(limit as usize);
         Some(all)
     }

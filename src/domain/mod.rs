@@ -9,6 +9,7 @@ pub mod import;
 pub mod lww;
 pub mod montant;
 pub mod produit;
+pub mod quarantine;
 pub mod query;
 pub mod region;
 pub mod vente;

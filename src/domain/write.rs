@@ -65,9 +65,15 @@ pub enum WriteOutcome {
     PreconditionFailed(Vente),
 }
 
-/// Rows to stamp with consecutive clock values ending at `last`: the first gets `last - n + 1`.
+/// Rows to stamp with consecutive clock values ending at `last`: the first gets `last - n + 1`
+/// (saturating: the store handed out `n` values up to `last`, so it never has to).
 pub fn first_of(last: i64, n: usize) -> i64 {
-    last - i64::try_from(n).unwrap_or(i64::MAX) + 1
+    last.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX)).saturating_add(1)
+}
+
+/// The last clock value of `n` consecutive stamps starting at `first`, checked.
+pub fn last_of(first: super::version::Hlc, n: usize) -> Result<super::version::Hlc, super::version::ClockOverflow> {
+    first.checked_add(i64::try_from(n).unwrap_or(i64::MAX).saturating_sub(1))
 }
 
 /// A local write of `new` as sale `id`, stamped by `region` at `now` with clock value `hlc`, on

@@ -4,10 +4,11 @@
 //!
 //! Rules, from the latest contact (a probe or the region's part in a sync round):
 //! - `OFFLINE`: the latest contact failed.
-//! - `WARNING`: reachable, but its clock is off by more than `max_clock_skew`, or its feed has been
-//!   held back by an open transaction for longer than `max_feed_hold`, or it answers slowly,
-//!   or its lag is above the bound, or the last round had errors on a pair touching it, or it has
-//!   been unstable (several outages within a few minutes).
+//! - `WARNING`: reachable, but its clock is off by more than `max_clock_skew` (this server's clock
+//!   against its database's: either may be the wrong one), or its feed has been held back by an
+//!   open transaction for longer than `max_feed_hold`, or it answers slowly, or its lag is above
+//!   the bound, or the last round had errors on a pair touching it, or it has been unstable
+//!   (several outages within a few minutes), or its database holds rows in quarantine.
 //! - `ONLINE`: reachable and none of the above. One outage followed by a good contact is ONLINE
 //!   again at once: recovering is not a warning.
 
@@ -113,6 +114,8 @@ pub struct RegionHealth {
     pub pair_errors: Option<String>,
     /// Live sales, counted by probes when the data changed since the last count.
     pub ventes: Option<u64>,
+    /// Rows in this region's quarantine at the last probe.
+    pub quarantined: Option<u64>,
     pub counted_generation: Option<u64>,
     /// What the probes saw of the feed's horizon (PostgreSQL).
     pub feed_hold: super::feed_hold::HoldWatch,
@@ -135,6 +138,7 @@ impl Default for RegionHealth {
             pending: None,
             pair_errors: None,
             ventes: None,
+            quarantined: None,
             counted_generation: None,
             feed_hold: super::feed_hold::HoldWatch::default(),
             status: Status::Warning,
@@ -222,6 +226,10 @@ impl RegionHealth {
         reasons.extend(self.feed_hold.reason(thresholds.max_feed_hold));
         if let Some(errors) = &self.pair_errors {
             reasons.push(format!("erreurs récentes : {errors}"));
+        }
+        if let Some(n) = self.quarantined.filter(|n| *n > 0) {
+            let lignes = if n == 1 { "1 ligne".to_owned() } else { format!("{n} lignes") };
+            reasons.push(format!("{lignes} en quarantaine (illisibles ou trop loin dans le futur, voir /api/quarantine)"));
         }
         if self.outages.len() >= thresholds.unstable_outages {
             reasons.push(format!("instable : {} coupures en {} min", self.outages.len(), thresholds.unstable_window.as_secs() / 60));
@@ -350,6 +358,11 @@ mod tests {
         let pair =
             Contact::Reached { latency: None, clock_offset: None, round: Some(RoundPart { pending: 0, pair_errors: Some("x".into()) }) };
         assert_eq!(warn(pair).0, Status::Warning);
+
+        let mut quarantined = RegionHealth { quarantined: Some(2), ..RegionHealth::default() };
+        quarantined.observe(&reached(), now, &t);
+        assert_eq!(quarantined.status, Status::Warning);
+        assert!(quarantined.reason.as_deref().unwrap().starts_with("2 lignes en quarantaine"));
 
         let mut flapping = RegionHealth::default();
         for _ in 0..3 {

@@ -29,6 +29,8 @@ pub struct Metrics {
     region_up: IntGaugeVec,
     region_lag: IntGaugeVec,
     region_offset: GaugeVec,
+    clock_skewed: IntGaugeVec,
+    quarantined: IntGaugeVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     cache_hits: IntCounterVec,
@@ -84,6 +86,17 @@ impl Metrics {
             ),
             &["region"],
         )?;
+        let clock_skewed = IntGaugeVec::new(
+            Opts::new(
+                "dsms_clock_skew_exceeded",
+                "1 when this server's clock and the region database's differ by more than max_clock_skew, else 0",
+            ),
+            &["region"],
+        )?;
+        let quarantined = IntGaugeVec::new(
+            Opts::new("dsms_quarantined_rows", "Rows in the region's quarantine (undecodable, or versions too far in the future)"),
+            &["region"],
+        )?;
         let http_requests = IntCounterVec::new(
             Opts::new("dsms_http_requests_total", "HTTP requests, by method, route template and status"),
             &["method", "route", "status"],
@@ -104,6 +117,8 @@ impl Metrics {
         registry.register(Box::new(region_up.clone()))?;
         registry.register(Box::new(region_lag.clone()))?;
         registry.register(Box::new(region_offset.clone()))?;
+        registry.register(Box::new(clock_skewed.clone()))?;
+        registry.register(Box::new(quarantined.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(cache_hits.clone()))?;
@@ -115,6 +130,8 @@ impl Metrics {
             region_up.with_label_values(&[region.as_str()]);
             restores.with_label_values(&[region.as_str()]);
             region_lag.with_label_values(&[region.as_str()]);
+            clock_skewed.with_label_values(&[region.as_str()]);
+            quarantined.with_label_values(&[region.as_str()]);
         }
         for cache in [CacheName::Analytics, CacheName::TotalVentes] {
             cache_hits.with_label_values(&[cache.label()]);
@@ -130,6 +147,8 @@ impl Metrics {
             region_up,
             region_lag,
             region_offset,
+            clock_skewed,
+            quarantined,
             http_requests,
             http_duration,
             cache_hits,
@@ -159,6 +178,16 @@ impl Metrics {
     /// The region's clock minus ours, in seconds (negative: behind).
     pub fn clock_offset(&self, region: &str, seconds: f64) {
         self.region_offset.with_label_values(&[region]).set(seconds);
+    }
+
+    /// Whether the clocks of this server and the region's database differ beyond the bound.
+    pub fn clock_skewed(&self, region: &str, skewed: bool) {
+        self.clock_skewed.with_label_values(&[region]).set(i64::from(skewed));
+    }
+
+    /// Rows in the region's quarantine.
+    pub fn quarantined(&self, region: &str, rows: u64) {
+        self.quarantined.with_label_values(&[region]).set(i64::try_from(rows).unwrap_or(i64::MAX));
     }
 
     /// One HTTP request: `route` is the matched path template (`/api/ventes/{id}`), never the raw URL.

@@ -40,6 +40,9 @@ use health::{Contact, RegionHealth, Status, Thresholds};
 use metrics::Metrics;
 use stats::{Counters, HISTORY_KEPT, HISTORY_SHOWN, HistoryEntry, Stats};
 
+/// Quarantine items a probe counts, at most.
+const QUARANTINE_COUNTED: u32 = 10_000;
+
 /// CRUD counters are saved at most this long after a write (rounds are saved at once).
 const COALESCE: Duration = Duration::from_secs(1);
 
@@ -102,6 +105,8 @@ pub struct RegionSnapshot {
     pub pending: Option<u64>,
     pub latency: Option<Duration>,
     pub clock_offset: Option<TimeDelta>,
+    /// Rows in its quarantine at the last probe.
+    pub quarantined: Option<u64>,
     pub drill: bool,
 }
 
@@ -224,7 +229,8 @@ impl Monitor {
             let offset = health::seconds_fr(health::offset_seconds(offset));
             let bound = health::seconds_fr(self.thresholds.max_clock_skew.as_secs_f64());
             if is_skewed {
-                tracing::warn!(region = %region, decalage = %offset, limite = %bound, "horloge de la région décalée au-delà de la limite");
+                tracing::warn!(region = %region, decalage = %offset, limite = %bound,
+                    "horloge de ce serveur et de la base de la région décalées au-delà de la limite ; les versions y sont datées par la plus tardive des deux");
             } else {
                 tracing::info!(region = %region, decalage = %offset, limite = %bound, "horloge de la région revenue dans la limite");
             }
@@ -244,6 +250,10 @@ impl Monitor {
         self.metrics.region_up(region.as_str(), matches!(contact, Contact::Reached { .. }));
         if let Some(offset) = offset {
             self.metrics.clock_offset(region.as_str(), health::offset_seconds(offset));
+            self.metrics.clock_skewed(region.as_str(), is_skewed);
+        }
+        if let Some(n) = state.health[i].quarantined {
+            self.metrics.quarantined(region.as_str(), n);
         }
     }
 
@@ -276,9 +286,11 @@ impl Monitor {
         let mut counted = None;
         let generation = self.generation();
         let stale = self.state().health[i].counted_generation != Some(generation);
-        if stale && matches!(contact, Contact::Reached { .. }) {
+        let reached = matches!(contact, Contact::Reached { .. });
+        if stale && reached {
             counted = gate.count_live().await.ok();
         }
+        let quarantined = if reached { gate.quarantine(QUARANTINE_COUNTED).await.ok().map(|items| items.len() as u64) } else { None };
         let at = (self.clock)();
         let mut state = self.state();
         if let Some(n) = counted {
@@ -286,6 +298,14 @@ impl Monitor {
             state.health[i].counted_generation = Some(generation);
         }
         state.health[i].feed_hold.observe(hold, at);
+        if let Some(n) = quarantined {
+            match (state.health[i].quarantined.unwrap_or(0), n) {
+                (before, now) if before == now => {}
+                (_, 0) => tracing::info!(region = %gate.region(), "quarantaine de la région vide"),
+                _ => tracing::warn!(region = %gate.region(), lignes = n, "lignes en quarantaine dans la région"),
+            }
+            state.health[i].quarantined = Some(n);
+        }
         self.observe(&mut state, i, &contact, at, true);
     }
 
@@ -317,6 +337,7 @@ impl Monitor {
             pending: health.pending.max(health.feed_hold.pending()),
             latency: health.latency,
             clock_offset: health.clock_offset,
+            quarantined: health.quarantined,
             drill: self.gates[i].is_down(),
         }
     }

@@ -21,8 +21,11 @@ pub(crate) trait ApplySql: Send {
     /// Moves the region's clock past every version in `rows`, holding the clock row until commit
     /// (clock first, then rows: the order local writes lock in too).
     async fn advance_clock(&mut self, rows: &[Vente]) -> Result<(), StoreError>;
-    /// The stored rows among `ids`, locked until the transaction ends.
-    async fn stored(&mut self, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError>;
+    /// The stored rows among `ids`, locked until the transaction ends; rows that cannot be
+    /// decoded are quarantined and returned apart (by id), to be judged by their version alone.
+    async fn stored(&mut self, ids: &[VenteId]) -> Result<(HashMap<VenteId, Vente>, Vec<VenteId>), StoreError>;
+    /// Releases from quarantine those of `ids` (rows of this region) that now decode.
+    async fn release_readable(&mut self, ids: &[VenteId]) -> Result<(), StoreError>;
     /// Writes rows judged newer, each only if still greater than the stored version (the SQL
     /// guard that agrees with `Version`'s `Ord`); returns the number written.
     async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError>;
@@ -57,17 +60,23 @@ pub(crate) async fn apply_rows(
     let rows: Cow<'_, [Vente]> =
         if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { Cow::Borrowed(rows) };
     let mut stored = HashMap::new();
+    let mut unreadable = Vec::new();
     if !rows.is_empty() {
         sql.advance_clock(&rows).await?;
-        // Only rows stored at another version need reading, locked for the judgement.
+        // Only rows stored at another version need reading, locked for the judgement. A stored
+        // row that cannot be decoded (quarantined) is left out of it: the incoming version
+        // replaces it if greater (the upsert's guard), with no conflict logged.
         let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
         if !ids.is_empty() {
-            stored = sql.stored(&ids).await?;
+            (stored, unreadable) = sql.stored(&ids).await?;
         }
     }
     let (writes, conflicts) = plan_apply(&rows, &stored, region, now);
     let written = if writes.is_empty() { 0 } else { sql.upsert_newer(&writes).await? };
     let logged = if conflicts.is_empty() { 0 } else { sql.log_conflicts(&conflicts).await? };
+    if !unreadable.is_empty() {
+        sql.release_readable(&unreadable).await?;
+    }
     if let Some((source, end)) = from {
         sql.move_cursor(source, *end, epoch, now).await?;
     }

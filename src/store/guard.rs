@@ -134,6 +134,9 @@ impl<G: Guard> Store for Guarded<G> {
     async fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>, StoreError> {
         self.call(self.inner.conflicts(limit)).await
     }
+    async fn quarantine(&self, limit: u32) -> Result<Vec<crate::domain::quarantine::Quarantined>, StoreError> {
+        self.call(self.inner.quarantine(limit)).await
+    }
     async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
         self.call(self.inner.scan(after, limit, include_deleted)).await
     }

@@ -9,6 +9,7 @@ mod apply;
 mod foreign;
 pub mod guard;
 pub mod postgres;
+pub mod quarantine;
 mod row;
 pub mod sqlite;
 pub mod state;
@@ -189,6 +190,9 @@ pub trait Store: Send + Sync + 'static {
     async fn feed_hold(&self) -> Result<Option<FeedHold>, StoreError> {
         Ok(None)
     }
+    /// The rows this database has set aside, newest first, at most `limit`: its own rows that
+    /// cannot be decoded, and versions it refused (too far in the future). See `quarantine.rs`.
+    async fn quarantine(&self, limit: u32) -> Result<Vec<crate::domain::quarantine::Quarantined>, StoreError>;
     /// The most recent conflicts this database logged, newest first.
     async fn conflicts(&self, limit: u32) -> Result<Vec<crate::domain::lww::Conflict>, StoreError>;
     /// Every sale ordered by id, after `after`, at most `limit` (export, verify).
@@ -322,8 +326,23 @@ pub async fn open(region: &RegionConfig, limits: Limits) -> Result<Arc<dyn Store
 
 /// As `open`, reading wall time from `clock` (tests skew it).
 pub async fn open_with_clock(region: &RegionConfig, limits: Limits, clock: WallClock) -> Result<Arc<dyn Store>, StoreError> {
+    open_with_options(region, limits, clock, quarantine::DEFAULT_MAX_FUTURE).await
+}
+
+/// As `open_with_clock`, refusing replicated versions more than `max_future` ahead of the
+/// region's clock (config `max_future`).
+pub async fn open_with_options(
+    region: &RegionConfig,
+    limits: Limits,
+    clock: WallClock,
+    max_future: Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &region.url {
-        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(region.name.clone(), url, limits)?.with_clock(clock)),
-        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(region.name.clone(), path, limits).await?.with_clock(clock)),
+        DatabaseUrl::Postgres(url) => {
+            Arc::new(postgres::PgStore::open(region.name.clone(), url, limits)?.with_clock(clock).with_max_future(max_future))
+        }
+        DatabaseUrl::Sqlite(path) => {
+            Arc::new(sqlite::SqliteStore::open(region.name.clone(), path, limits).await?.with_clock(clock).with_max_future(max_future))
+        }
     })
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use rust_decimal::Decimal;
 
+use super::quarantine::Bad;
 use super::{FeedPage, FeedPosition, StoreError};
 use crate::domain::DaySales;
 use crate::domain::RegionSales;
@@ -28,19 +29,27 @@ pub(crate) struct VenteRow {
 }
 
 impl VenteRow {
-    pub fn into_vente(self, region: &RegionName) -> Result<Vente, StoreError> {
-        let corrupt = |message: String| StoreError::Corrupt { region: region.clone(), message: format!("vente {}: {message}", self.id) };
+    /// The sale, or why this row cannot be one (it goes to quarantine, see `quarantine.rs`).
+    pub fn decode(self) -> Result<Vente, Bad> {
+        let bad = |field: &'static str, reason: String| Bad { id: self.id, field, reason, hlc: Some(self.hlc) };
+        let produit = Produit::parse(&self.produit).map_err(|e| bad("produit", format!("produit invalide : {e}")))?;
+        let montant = Montant::from_cents(self.montant_cents).map_err(|e| bad("montant", format!("montant hors limites : {e}")))?;
+        let seen = Seen::decode(&self.seen).ok_or_else(|| bad("seen", format!("historique (seen) illisible : « {} »", self.seen)))?;
         Ok(Vente {
             id: VenteId(self.id),
-            produit: Produit::parse(&self.produit).map_err(|e| corrupt(e.to_string()))?,
-            montant: Montant::from_cents(self.montant_cents).map_err(|e| corrupt(e.to_string()))?,
+            produit,
+            montant,
             date_vente: DateVente::from_stored(self.date_vente),
             region: RegionName::new(&self.region),
             updated_at: self.updated_at,
             deleted: self.deleted,
             version: Version { hlc: Hlc(self.hlc), origin: RegionName::new(&self.origin) },
-            seen: Seen::decode(&self.seen).ok_or_else(|| corrupt(format!("seen « {} »", self.seen)))?,
+            seen,
         })
+    }
+
+    pub fn into_vente(self, region: &RegionName) -> Result<Vente, StoreError> {
+        self.decode().map_err(|bad| bad.corrupt(region))
     }
 }
 
@@ -112,13 +121,16 @@ pub(crate) fn region_sales(
     RegionSales { region: RegionName::new(region), count: u64::try_from(count).unwrap_or(0), total, per_day, recent }
 }
 
-/// A feed page from rows that carry `pos`, `id` and `known` (a version the reader sent) besides
-/// the sale's columns: every row moves the page's end, only those not known are decoded.
+/// A feed page from rows that carry `pos`, `id`, `known` (a version the reader sent) and
+/// `quarantined` (the row is in this database's quarantine) besides the sale's columns: every row
+/// moves the page's end, only those not known are decoded. A row that cannot be decoded is left
+/// out (returned among the bad ones, to be quarantined) so the feed moves past it; a quarantined
+/// row that decodes again is returned among the healed ids (to leave quarantine).
 pub(crate) fn feed_page<R: sqlx::Row>(
     rows: &[R],
     region: &RegionName,
-    vente: impl Fn(&R) -> Result<Vente, StoreError>,
-) -> Result<FeedPage, StoreError>
+    vente: impl Fn(&R) -> Result<Result<Vente, Bad>, StoreError>,
+) -> Result<(FeedPage, Vec<Bad>, Vec<Uuid>), StoreError>
 where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -127,12 +139,21 @@ where
 {
     let err = |e| StoreError::from_sqlx(region, e);
     let mut page = FeedPage { rows: Vec::with_capacity(rows.len()), scanned: rows.len(), end: None };
+    let (mut bad, mut healed) = (Vec::new(), Vec::new());
     for row in rows {
         let position = FeedPosition { pos: row.try_get("pos").map_err(err)?, id: row.try_get("id").map_err(err)? };
         page.end = Some(position);
         if !row.try_get::<bool, _>("known").map_err(err)? {
-            page.rows.push((position, vente(row)?));
+            match vente(row)? {
+                Ok(vente) => {
+                    if row.try_get::<bool, _>("quarantined").map_err(err)? {
+                        healed.push(vente.id.0);
+                    }
+                    page.rows.push((position, vente));
+                }
+                Err(row_bad) => bad.push(row_bad),
+            }
         }
     }
-    Ok(page)
+    Ok((page, bad, healed))
 }

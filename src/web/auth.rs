@@ -36,7 +36,9 @@ pub fn required(method: &Method, route: &str) -> Option<Role> {
     let reads = *method == Method::GET || *method == Method::HEAD;
     match route {
         "/healthz" | "/readyz" | "/connexion" | "/deconnexion" | "/static/{file}" | "/favicon.ico" => None,
-        "/api/sync" | "/api/regions/{name}/drill" | "/synchroniser" | "/stats/panne" | "/api/users" => Some(Role::Admin),
+        "/api/sync" | "/api/regions/{name}/drill" | "/synchroniser" | "/stats/panne" | "/api/users" | "/api/quarantine" => {
+            Some(Role::Admin)
+        }
         "/api/ventes" | "/api/ventes/{id}" | "/" if !reads => Some(Role::Vendeur),
         "/ventes/{id}/modifier" | "/ventes/{id}/supprimer" => Some(Role::Vendeur),
         _ => Some(Role::Lecteur),
@@ -384,6 +386,7 @@ mod tests {
         assert_eq!(required(&Method::GET, "/ventes/{id}/modifier"), Some(Role::Vendeur));
         assert_eq!(required(&Method::POST, "/api/sync"), Some(Role::Admin));
         assert_eq!(required(&Method::POST, "/stats/panne"), Some(Role::Admin));
+        assert_eq!(required(&Method::GET, "/api/quarantine"), Some(Role::Admin));
         assert_eq!(required(&Method::GET, "/metrics"), Some(Role::Lecteur));
         assert_eq!(required(&Method::GET, "/une/route/future"), Some(Role::Lecteur));
         assert_eq!(required(&Method::GET, "/healthz"), None);

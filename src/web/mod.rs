@@ -11,6 +11,7 @@ pub mod list_query;
 pub mod monitor_api;
 pub mod openapi;
 pub mod pages;
+pub mod quarantine_api;
 pub mod server;
 pub mod sync_api;
 pub mod tls;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ventes/{id}", get(api::get).put(api::update).delete(api::delete).fallback(method_not_allowed))
         .route("/api/sync", post(sync_api::sync_now).fallback(method_not_allowed))
         .route("/api/conflicts", get(sync_api::conflicts).fallback(method_not_allowed))
+        .route("/api/quarantine", get(quarantine_api::quarantine).fallback(method_not_allowed))
         .route("/api/openapi.json", get(openapi::serve).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))

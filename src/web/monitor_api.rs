@@ -140,6 +140,9 @@ pub struct RegionJson {
     /// The database clock minus this server's, in milliseconds (corrected by half the round trip).
     #[schema(required = true)]
     pub clock_offset_ms: Option<i64>,
+    /// Rows in this region's quarantine at the last probe (`GET /api/quarantine`); null before one.
+    #[schema(required = true)]
+    pub quarantined: Option<u64>,
     /// An outage drill is on: the server treats the region as unreachable.
     pub drill: bool,
     #[schema(example = "postgres")]
@@ -213,6 +216,7 @@ impl From<&RegionSnapshot> for RegionJson {
             pending: r.pending,
             latency_ms: r.latency.map(|l| (l.as_secs_f64() * 100_000.0).round() / 100.0),
             clock_offset_ms: r.clock_offset.map(|o| (health::offset_seconds(o) * 1000.0).round() as i64),
+            quarantined: r.quarantined,
             drill: r.drill,
             backend: match r.backend {
                 Backend::Postgres => "postgres",

@@ -14,7 +14,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, OneOfBui
 use super::AppState;
 use super::error::ErrorBody;
 use super::extract::IfMatch;
-use super::{analytics_api as a, api, monitor_api as m, sync_api};
+use super::{analytics_api as a, api, monitor_api as m, quarantine_api as q, sync_api};
 use crate::domain::Cursor;
 use crate::domain::vente::DateVente;
 use crate::domain::{Montant, Produit, Regions};
@@ -22,13 +22,13 @@ use crate::domain::{Montant, Produit, Regions};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dsms", description = "Gestion des ventes multi-régions : API JSON"),
-    paths(api::list, api::create, api::get, api::update, api::delete, sync_api::sync_now, sync_api::conflicts,
+    paths(api::list, api::create, api::get, api::update, api::delete, sync_api::sync_now, sync_api::conflicts, q::quarantine,
           super::healthz, super::readyz, serve, m::stats, m::stats_history, a::analytics, m::drill, m::prometheus,
           super::users_api::list),
     components(schemas(api::VenteJson, api::VenteInput, api::VentePage, ErrorBody,
                        m::StatsJson, m::RegionJson, m::StatusJson, m::HistoryJson, m::RoundStatusJson,
                        a::AnalyticsJson, a::RegionAnalyticsJson, a::TodayJson, a::DayJson, m::DrillInput, m::DrillJson,
-                       super::users_api::UserJson)),
+                       super::users_api::UserJson, q::QuarantineJson)),
     tags((name = "ventes", description = "Ventes"), (name = "sync", description = "Réplication entre régions"),
          (name = "monitoring", description = "Santé et supervision"), (name = "utilisateurs", description = "Utilisateurs et rôles"))
 )]

@@ -19,6 +19,7 @@ mod openapi;
 mod pages;
 mod pg_indexes;
 mod props;
+mod quarantine;
 mod restore;
 mod sync;
 mod sync_api;

@@ -147,6 +147,7 @@ async fn the_stats_json_has_the_guides_names_in_its_order() {
             ("pending", "number|null"),
             ("latencyMs", "number|null"),
             ("clockOffsetMs", "number|null"),
+            ("quarantined", "number|null"),
             ("drill", "boolean"),
             ("backend", "string"),
         ] {
@@ -159,7 +160,7 @@ async fn the_stats_json_has_the_guides_names_in_its_order() {
             };
             assert!(kind.split('|').any(|k| k == found), "{name}.{key} is {found}: {r}");
         }
-        assert_eq!(r.as_object().unwrap().len(), 11, "{r}");
+        assert_eq!(r.as_object().unwrap().len(), 12, "{r}");
     }
     assert_eq!(s["regions"]["Thies"]["status"], "OFFLINE");
     assert_eq!(s["regions"]["Dakar"]["status"], "ONLINE");
@@ -553,7 +554,8 @@ fn parse_exposition(text: &str) -> HashMap<(String, String), f64> {
             }
         }
     }
-    assert_eq!(types.len(), 12, "{types:?}");
+    // 11, the quarantine and clock-skew gauges, and the restore counter.
+    assert_eq!(types.len(), 14, "{types:?}");
     samples
 }
 

@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str, &[u16])] = &[
     ("/api/ventes/{id}", "delete", &[204, 400, 401, 403, 404, 412, 429, 503]),
     ("/api/sync", "post", &[200, 202, 401, 403, 415, 429]),
     ("/api/conflicts", "get", &[200, 400, 401, 403, 422, 429, 503]),
+    ("/api/quarantine", "get", &[200, 400, 401, 403, 422, 429, 503]),
     ("/api/stats", "get", &[200, 401, 403, 429]),
     ("/api/stats/history", "get", &[200, 400, 401, 403, 422, 429]),
     ("/api/analytics", "get", &[200, 401, 403, 429, 503]),
@@ -63,7 +64,7 @@ async fn the_openapi_document_is_3_1_and_documents_every_route_with_its_error_st
             assert_eq!(operation["security"], security, "{method} {path}");
             let role = match (*path, *method) {
                 ("/healthz" | "/readyz", _) => Value::Null,
-                ("/api/sync" | "/api/regions/{name}/drill" | "/api/users", _) => "admin".into(),
+                ("/api/sync" | "/api/regions/{name}/drill" | "/api/users" | "/api/quarantine", _) => "admin".into(),
                 ("/api/ventes" | "/api/ventes/{id}", "post" | "put" | "delete") => "vendeur".into(),
                 _ => "lecteur".into(),
             };

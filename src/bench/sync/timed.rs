@@ -260,6 +260,10 @@ impl Store for Timed {
         self.inner.conflicts(limit).await
     }
 
+    async fn quarantine(&self, limit: u32) -> Result<Vec<crate::domain::quarantine::Quarantined>, StoreError> {
+        self.inner.quarantine(limit).await
+    }
+
     async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
         self.inner.scan(after, limit, include_deleted).await
     }

@@ -1,6 +1,7 @@
 //! Applying replicated rows on PostgreSQL: the SQL of the shared apply plan (`store::apply`), and
 //! the binary `COPY` path for batches of rows the region does not hold yet.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,6 +13,7 @@ use crate::domain::lww::{Conflict, dedupe_by_id};
 use crate::domain::version::Hlc;
 use crate::domain::{RegionName, Vente, VenteId, Version};
 use crate::store::apply::{ApplySql, apply_rows};
+use crate::store::quarantine::{any_beyond, screen};
 use crate::store::row::snapshot;
 use crate::store::{Applied, Batch, FeedPosition, Source, StoreError};
 
@@ -60,6 +62,7 @@ impl PgStore {
         let rows = dedupe_by_id(&batch.rows);
         let via = batch.from.as_ref().map(|(source, _)| source.db_id);
         let now = (self.clock)();
+        let rows = self.screen_in(conn, batch, &rows, now).await?;
         let mut sql = PgApply { store: self, conn, via };
         let copyable = rows.len() >= COPY_MIN;
         if copyable && copy_first.load(Ordering::Relaxed) {
@@ -78,6 +81,38 @@ impl PgStore {
             held = sql.held_versions(&rows).await?;
         }
         apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), batch.epoch, &self.region, now).await
+    }
+
+    /// Leaves out (and quarantines) the versions too far ahead of this region's clock, the later
+    /// of this server's and the database's; releases versions refused earlier from the same
+    /// source that are now replaced by acceptable ones.
+    async fn screen_in<'r>(
+        &self,
+        conn: &mut PgConnection,
+        batch: &Batch,
+        rows: &'r [Vente],
+        now: DateTime<Utc>,
+    ) -> Result<Cow<'r, [Vente]>, StoreError> {
+        let source = batch.from.as_ref().map(|(source, _)| &source.region);
+        let mut clock = now;
+        if any_beyond(rows, now, self.max_future) {
+            let (db_now,): (DateTime<Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(&mut *conn).await.map_err(self.err())?;
+            clock = clock.max(db_now);
+        }
+        let (accepted, refused) = screen(rows, source, clock, self.max_future);
+        if !refused.is_empty() {
+            self.quarantine_refused(conn, &refused, now).await?;
+            self.refusals.store(true, Ordering::Relaxed);
+        }
+        if let (Some(source), true) = (source, self.refusals.load(Ordering::Relaxed) && !accepted.is_empty()) {
+            if self.holds_refusals(conn).await? {
+                let ids: Vec<uuid::Uuid> = accepted.iter().map(|v| v.id.0).collect();
+                self.release_accepted(conn, source, &ids).await?;
+            } else {
+                self.refusals.store(false, Ordering::Relaxed);
+            }
+        }
+        Ok(accepted)
     }
 
     pub(super) async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
@@ -155,8 +190,14 @@ impl ApplySql for PgApply<'_> {
             .map_err(self.store.err())
     }
 
-    async fn stored(&mut self, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
-        self.store.get_many(self.conn, ids).await
+    async fn stored(&mut self, ids: &[VenteId]) -> Result<(HashMap<VenteId, Vente>, Vec<VenteId>), StoreError> {
+        self.store.get_many_readable(self.conn, ids).await
+    }
+
+    async fn release_readable(&mut self, ids: &[VenteId]) -> Result<(), StoreError> {
+        let (readable, _) = self.store.get_many_readable(self.conn, ids).await?;
+        let ids: Vec<uuid::Uuid> = readable.keys().map(|id| id.0).collect();
+        self.store.release_healed_in(self.conn, &ids).await
     }
 
     async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError> {

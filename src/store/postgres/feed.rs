@@ -46,18 +46,25 @@ impl PgStore {
             // every remaining row (bitmap scan) and sort them for each page, instead of walking
             // `vente_feed` in order and stopping after `limit` rows.
             let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS}, txid::text::int8 AS pos, coalesce(via = $5, false) AS known FROM vente \
-                 WHERE {FEED_RANGE} ORDER BY txid, id LIMIT (SELECT $3::int8)"
+                "SELECT {COLUMNS}, txid::text::int8 AS pos, coalesce(via = $5, false) AS known, \
+                   EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = $6 AND q.vente_id = vente.id) AS quarantined \
+                 FROM vente WHERE {FEED_RANGE} ORDER BY txid, id LIMIT (SELECT $3::int8)"
             ))
             .bind(after.pos.to_string())
             .bind(after.id)
             .bind(i64::from(limit))
             .bind(before.unwrap_or(i64::MAX).to_string())
             .bind(reader)
+            .bind(self.region.as_str())
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
-            feed_page(&rows, &self.region, |row| self.vente(row))
+            // A row that cannot be decoded is set aside and the feed moves past it; one that
+            // decodes again leaves quarantine.
+            let (page, bad, healed) = feed_page(&rows, &self.region, |row| self.decode(row))?;
+            self.quarantine_bad_now(&bad).await?;
+            self.release_healed(&healed).await?;
+            Ok(page)
         })
         .await
     }

@@ -8,12 +8,13 @@ mod analytics;
 mod apply;
 mod bulk;
 mod feed;
+mod quarantine;
 mod read;
 mod restore;
 mod write;
 
 use std::str::FromStr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,9 +22,11 @@ use rust_decimal::Decimal;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
+use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
 use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Limits, Source, Store, StoreError, Witness};
 use crate::domain::lww::Conflict;
+use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, Montant, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
 
@@ -39,6 +42,11 @@ pub struct PgStore {
     copy_first: AtomicBool,
     /// Wall time, for what an apply records (conflicts found, cursors moved).
     clock: WallClock,
+    /// Replicated versions further ahead of this region's clock are refused (config `max_future`).
+    max_future: Duration,
+    /// Whether the quarantine may hold refused versions, which applies then release when an
+    /// acceptable version arrives (checked once, set again by every refusal and every listing).
+    refusals: AtomicBool,
 }
 
 impl PgStore {
@@ -61,12 +69,26 @@ impl PgStore {
             .acquire_timeout(limits.connect_timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Self { region, pool, limits, writer, copy_first: AtomicBool::new(false), clock: system_clock() })
+        Ok(Self {
+            region,
+            pool,
+            limits,
+            writer,
+            copy_first: AtomicBool::new(false),
+            clock: system_clock(),
+            max_future: DEFAULT_MAX_FUTURE,
+            refusals: AtomicBool::new(true),
+        })
     }
 
     /// Reads wall time from `clock` instead of the system clock.
     pub fn with_clock(self, clock: WallClock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// Refuses replicated versions more than `max_future` ahead of this region's clock.
+    pub fn with_max_future(self, max_future: Duration) -> Self {
+        Self { max_future, ..self }
     }
 
     /// The pool, for tests and benchmarks that inspect the database directly.
@@ -84,24 +106,54 @@ impl PgStore {
         self.limits.bound(&self.region, work).await
     }
 
+    /// A row as a sale; a row that cannot be one is `Err(Bad)` inside (it goes to quarantine),
+    /// an unreadable id or a driver failure the outer error.
+    fn decode(&self, row: &PgRow) -> Result<Result<Vente, Bad>, StoreError> {
+        let id: uuid::Uuid = row.try_get("id").map_err(self.err())?;
+        let hlc: Option<i64> = row.try_get("hlc").ok();
+        let decoded = (|| {
+            let get = |field: &'static str| move |e: sqlx::Error| Bad::unreadable(id, field, &e);
+            let montant: Decimal = row.try_get("montant").map_err(get("montant"))?;
+            let montant = Montant::from_decimal(montant).map_err(|e| Bad {
+                id,
+                field: "montant",
+                reason: format!("montant hors limites : {e}"),
+                hlc: None,
+            })?;
+            VenteRow {
+                id,
+                produit: row.try_get("produit").map_err(get("produit"))?,
+                montant_cents: montant.cents(),
+                date_vente: row.try_get("date_vente").map_err(get("date_vente"))?,
+                region: row.try_get("region").map_err(get("region"))?,
+                updated_at: row.try_get("updated_at").map_err(get("updated_at"))?,
+                deleted: row.try_get("deleted").map_err(get("deleted"))?,
+                hlc: row.try_get("hlc").map_err(get("hlc"))?,
+                origin: row.try_get("origin").map_err(get("origin"))?,
+                seen: row.try_get("seen").map_err(get("seen"))?,
+            }
+            .decode()
+        })();
+        Ok(decoded.map_err(|bad| bad.at(hlc)))
+    }
+
+    /// A row as a sale, for readers that must see it as it is (a write replacing it).
     fn vente(&self, row: &PgRow) -> Result<Vente, StoreError> {
-        let err = self.err();
-        let montant: Decimal = row.try_get("montant").map_err(&err)?;
-        let montant =
-            Montant::from_decimal(montant).map_err(|e| StoreError::Corrupt { region: self.region.clone(), message: e.to_string() })?;
-        VenteRow {
-            id: row.try_get("id").map_err(&err)?,
-            produit: row.try_get("produit").map_err(&err)?,
-            montant_cents: montant.cents(),
-            date_vente: row.try_get("date_vente").map_err(&err)?,
-            region: row.try_get("region").map_err(&err)?,
-            updated_at: row.try_get("updated_at").map_err(&err)?,
-            deleted: row.try_get("deleted").map_err(&err)?,
-            hlc: row.try_get("hlc").map_err(&err)?,
-            origin: row.try_get("origin").map_err(&err)?,
-            seen: row.try_get("seen").map_err(&err)?,
+        self.decode(row)?.map_err(|bad| bad.corrupt(&self.region))
+    }
+
+    /// Decodes rows, leaving out (and quarantining) those that cannot be sales.
+    async fn decode_all(&self, rows: &[PgRow]) -> Result<Vec<Vente>, StoreError> {
+        let mut ventes = Vec::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        for row in rows {
+            match self.decode(row)? {
+                Ok(v) => ventes.push(v),
+                Err(b) => bad.push(b),
+            }
         }
-        .into_vente(&self.region)
+        self.quarantine_bad_now(&bad).await?;
+        Ok(ventes)
     }
 }
 
@@ -240,6 +292,14 @@ impl Store for PgStore {
 
     async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
         PgStore::scan(self, after, limit, include_deleted).await
+    }
+
+    async fn quarantine(&self, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
+        let items = PgStore::quarantine(self, limit).await?;
+        if items.iter().any(|q| q.source != self.region) {
+            self.refusals.store(true, Ordering::Relaxed);
+        }
+        Ok(items)
     }
 
     async fn analyze(&self) -> Result<(), StoreError> {

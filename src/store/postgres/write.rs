@@ -1,12 +1,14 @@
 //! PostgreSQL local writes: the clock row stamps each write (its lock orders the region's
 //! writers, so versions are unique) and one multi-row upsert stores it.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::PgStore;
 use crate::domain::lww::dedupe_by_id;
-use crate::domain::version::Hlc;
+use crate::domain::version::{ClockOverflow, Hlc};
 use crate::domain::write::{decide, first_of, local_vente, stamp};
 use crate::domain::{LocalWrite, NewVente, Vente, VenteId, WriteOutcome};
 use crate::store::StoreError;
@@ -69,26 +71,68 @@ impl PgStore {
     }
 
     /// Advances the clock to stamp `n` local writes at `now`, locking the clock row until commit;
-    /// returns the last value stamped.
-    pub(super) async fn stamp(conn: &mut PgConnection, now: DateTime<Utc>, n: usize) -> Result<i64, sqlx::Error> {
+    /// returns the last value stamped. The wall time is the later of `now` (this server's clock)
+    /// and the database's own: a server whose clock runs behind still stamps at the database's
+    /// time, so causality holds whichever clock is off. The clock never passes `i64::MAX`: a
+    /// clock that cannot take `n` more values is an error, never a wrap.
+    pub(super) async fn stamp(conn: &mut PgConnection, now: DateTime<Utc>, n: usize) -> Result<Result<i64, ClockOverflow>, sqlx::Error> {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
-        let wall = Hlc::from_wall_ms(now.timestamp_millis()).0;
-        let (hlc,): (i64,) = sqlx::query_as("UPDATE dsms_clock SET hlc = greatest(hlc + $1, $2 + $1 - 1) RETURNING hlc")
-            .bind(n)
-            .bind(wall)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(hlc)
+        let wall = Hlc::from_wall_ms(now.timestamp_millis());
+        let Ok(wall_last) = wall.checked_add(n - 1) else { return Ok(Err(ClockOverflow { hlc: wall.0, n })) };
+        let stamped: Option<(i64,)> = sqlx::query_as(
+            "UPDATE dsms_clock SET hlc = greatest(hlc + $1, $2, \
+               ((floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint << 16) + $1 - 1) \
+             WHERE hlc <= $3 RETURNING hlc",
+        )
+        .bind(n)
+        .bind(wall_last.0)
+        .bind(i64::MAX - n)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match stamped {
+            Some((hlc,)) => Ok(Ok(hlc)),
+            None => {
+                let (hlc,): (i64,) = sqlx::query_as("SELECT hlc FROM dsms_clock").fetch_one(&mut *conn).await?;
+                Ok(Err(ClockOverflow { hlc, n }))
+            }
+        }
+    }
+
+    fn overflow(&self, e: ClockOverflow) -> StoreError {
+        StoreError::Database { region: self.region.clone(), message: e.to_string() }
+    }
+
+    /// The rows a local write replaces, locked, and the greatest version stored among them. A row
+    /// that cannot be decoded is quarantined and read as absent (a write then replaces it: any
+    /// writer may fix it), but its version still counts, so the write passes it.
+    async fn locked_for_write(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[VenteId],
+    ) -> Result<(HashMap<VenteId, Vente>, Option<i64>), StoreError> {
+        let (found, unreadable) = self.get_many_readable(conn, ids).await?;
+        let mut floor = found.values().map(|v| v.version.hlc.0).max();
+        if !unreadable.is_empty() {
+            let ids: Vec<uuid::Uuid> = unreadable.iter().map(|id| id.0).collect();
+            let (bad_floor,): (Option<i64>,) = sqlx::query_as("SELECT max(hlc) FROM vente WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.err())?;
+            floor = floor.max(bad_floor);
+        }
+        Ok((found, floor))
     }
 
     pub(super) async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
-            let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
+            let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             // Locked, and passed: a plain SQL write to this row may be stamped above our clock.
-            let current = self.get_many(&mut tx, &[write.id()]).await?.remove(&write.id());
-            let floor = current.as_ref().map(|c| c.version.hlc.0);
-            let hlc = crate::store::foreign::pass_stored(&mut tx, hlc, 1, floor).await.map_err(self.err())?;
+            let (mut current, floor) = self.locked_for_write(&mut tx, &[write.id()]).await?;
+            let current = current.remove(&write.id());
+            let hlc =
+                crate::store::foreign::pass_stored(&mut tx, hlc, 1, floor).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let base = current.as_ref().map(|c| c.seen.clone());
             let outcome = decide(write, current);
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
@@ -106,11 +150,13 @@ impl PgStore {
         }
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(self.err())?;
-            let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
+            let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
-            let stored = self.get_many(&mut tx, &ids).await?;
-            let floor = stored.values().map(|v| v.version.hlc.0).max();
-            let last = crate::store::foreign::pass_stored(&mut tx, last, rows.len(), floor).await.map_err(self.err())?;
+            let (stored, floor) = self.locked_for_write(&mut tx, &ids).await?;
+            let last = crate::store::foreign::pass_stored(&mut tx, last, rows.len(), floor)
+                .await
+                .map_err(self.err())?
+                .map_err(|e| self.overflow(e))?;
             let ventes: Vec<Vente> = rows
                 .iter()
                 .zip(first_of(last, rows.len())..)

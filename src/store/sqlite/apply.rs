@@ -1,7 +1,9 @@
 //! Applying replicated rows on SQLite: the statements of the shared apply plan (`store::apply`).
 //! The write lock (`BEGIN IMMEDIATE`) is taken first, so reads and writes see one state.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -12,6 +14,7 @@ use crate::domain::version::Hlc;
 use crate::domain::write::first_of;
 use crate::domain::{RegionName, Vente, VenteId, Version};
 use crate::store::apply::{ApplySql, apply_rows};
+use crate::store::quarantine::{any_beyond, screen};
 use crate::store::row::snapshot;
 use crate::store::{Applied, Batch, FeedPosition, Source, StoreError};
 
@@ -21,6 +24,7 @@ impl SqliteStore {
             let rows = dedupe_by_id(&batch.rows);
             let now = (self.clock)();
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
+            let rows = self.screen_in(&mut tx, batch, &rows, now).await?;
             let mut sql = SqliteApply { store: self, conn: &mut tx, via: batch.from.as_ref().map(|(source, _)| source.db_id) };
             let held = sql.held_versions(&rows).await?;
             let applied = apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), batch.epoch, &self.region, now).await?;
@@ -30,6 +34,43 @@ impl SqliteStore {
             Ok(applied)
         })
         .await
+    }
+}
+
+impl SqliteStore {
+    /// Leaves out (and quarantines) the versions too far ahead of this region's clock, the later
+    /// of this server's and this host's as SQLite reads it; releases versions refused earlier from
+    /// the same source that are now replaced by acceptable ones.
+    async fn screen_in<'r>(
+        &self,
+        conn: &mut SqliteConnection,
+        batch: &Batch,
+        rows: &'r [Vente],
+        now: DateTime<Utc>,
+    ) -> Result<Cow<'r, [Vente]>, StoreError> {
+        let source = batch.from.as_ref().map(|(source, _)| &source.region);
+        let mut clock = now;
+        if any_beyond(rows, now, self.max_future) {
+            let (micros,): (i64,) = sqlx::query_as("SELECT CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.err())?;
+            clock = clock.max(DateTime::from_timestamp_micros(micros).unwrap_or(now));
+        }
+        let (accepted, refused) = screen(rows, source, clock, self.max_future);
+        if !refused.is_empty() {
+            self.quarantine_refused(conn, &refused, now).await?;
+            self.refusals.store(true, Ordering::Relaxed);
+        }
+        if let (Some(source), true) = (source, self.refusals.load(Ordering::Relaxed) && !accepted.is_empty()) {
+            if self.holds_refusals(conn).await? {
+                let ids: Vec<uuid::Uuid> = accepted.iter().map(|v| v.id.0).collect();
+                self.release_accepted(conn, source, &ids).await?;
+            } else {
+                self.refusals.store(false, Ordering::Relaxed);
+            }
+        }
+        Ok(accepted)
     }
 }
 
@@ -71,8 +112,14 @@ impl ApplySql for SqliteApply<'_> {
             .map_err(self.store.err())
     }
 
-    async fn stored(&mut self, ids: &[VenteId]) -> Result<HashMap<VenteId, Vente>, StoreError> {
-        self.store.get_many(self.conn, ids).await
+    async fn stored(&mut self, ids: &[VenteId]) -> Result<(HashMap<VenteId, Vente>, Vec<VenteId>), StoreError> {
+        self.store.get_many_readable(self.conn, ids).await
+    }
+
+    async fn release_readable(&mut self, ids: &[VenteId]) -> Result<(), StoreError> {
+        let (readable, _) = self.store.get_many_readable(self.conn, ids).await?;
+        let ids: Vec<uuid::Uuid> = readable.keys().map(|id| id.0).collect();
+        self.store.release_healed_in(self.conn, &ids).await
     }
 
     async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError> {

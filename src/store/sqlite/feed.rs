@@ -30,16 +30,24 @@ impl SqliteStore {
         self.bounded(async {
             // seq is unique: the id part of the position is not needed here.
             let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS}, seq AS pos, coalesce(via = ?, 0) AS known FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
+                "SELECT {COLUMNS}, seq AS pos, coalesce(via = ?, 0) AS known, \
+                   EXISTS (SELECT 1 FROM dsms_quarantine q WHERE q.region = ? AND q.vente_id = vente.id) AS quarantined \
+                 FROM vente WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
             ))
             .bind(reader)
+            .bind(self.region.as_str())
             .bind(after.pos)
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(self.err())?;
-            feed_page(&rows, &self.region, |row| self.vente(row))
+            // A row that cannot be decoded is set aside and the feed moves past it; one that
+            // decodes again leaves quarantine.
+            let (page, bad, healed) = feed_page(&rows, &self.region, |row| self.decode(row))?;
+            self.quarantine_bad_now(&bad).await?;
+            self.release_healed(&healed).await?;
+            Ok(page)
         })
         .await
     }

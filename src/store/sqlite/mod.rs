@@ -7,20 +7,25 @@
 mod analytics;
 mod apply;
 mod feed;
+mod quarantine;
 mod read;
 mod restore;
 mod write;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 
+use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
 use super::{Applied, Batch, Epoch, FeedPage, FeedPosition, Limits, Source, Store, StoreError, Witness};
 use crate::domain::lww::Conflict;
+use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
 
@@ -34,6 +39,11 @@ pub struct SqliteStore {
     limits: Limits,
     /// Wall time, for what an apply records (conflicts found, cursors moved).
     clock: WallClock,
+    /// Replicated versions further ahead of this region's clock are refused (config `max_future`).
+    max_future: Duration,
+    /// Whether the quarantine may hold refused versions, which applies then release when an
+    /// acceptable version arrives (checked once, set again by every refusal and every listing).
+    refusals: AtomicBool,
 }
 
 /// How long a commit waits for the disk. Regions always run `Full`: in WAL mode with
@@ -76,7 +86,7 @@ impl SqliteStore {
             .max_connections(8)
             .acquire_timeout(limits.connect_timeout + limits.statement_timeout)
             .connect_lazy_with(options);
-        Ok(Self { region, pool, limits, clock: system_clock() })
+        Ok(Self { region, pool, limits, clock: system_clock(), max_future: DEFAULT_MAX_FUTURE, refusals: AtomicBool::new(true) })
     }
 
     /// Reads wall time from `clock` instead of the system clock.
@@ -89,6 +99,11 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Refuses replicated versions more than `max_future` ahead of this region's clock.
+    pub fn with_max_future(self, max_future: Duration) -> Self {
+        Self { max_future, ..self }
+    }
+
     fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         |e| StoreError::from_sqlx(&self.region, e)
     }
@@ -98,23 +113,53 @@ impl SqliteStore {
         self.limits.bound(&self.region, work).await
     }
 
+    /// A row as a sale; a row that cannot be one (SQLite keeps any value in any column) is
+    /// `Err(Bad)` inside (it goes to quarantine), an unreadable id or a driver failure the outer error.
+    fn decode(&self, row: &SqliteRow) -> Result<Result<Vente, Bad>, StoreError> {
+        let id: uuid::Uuid = row.try_get("id").map_err(self.err())?;
+        let hlc: Option<i64> = row.try_get("hlc").ok();
+        let decoded = (|| {
+            let get = |field: &'static str| move |e: sqlx::Error| Bad::unreadable(id, field, &e);
+            let micros: i64 = row.try_get("updated_at").map_err(get("updated_at"))?;
+            VenteRow {
+                id,
+                produit: row.try_get("produit").map_err(get("produit"))?,
+                montant_cents: row.try_get("montant").map_err(get("montant"))?,
+                date_vente: row.try_get("date_vente").map_err(get("date_vente"))?,
+                region: row.try_get("region").map_err(get("region"))?,
+                updated_at: DateTime::from_timestamp_micros(micros).ok_or_else(|| Bad {
+                    id,
+                    field: "updated_at",
+                    reason: format!("updated_at hors limites : {micros}"),
+                    hlc: None,
+                })?,
+                deleted: row.try_get("deleted").map_err(get("deleted"))?,
+                hlc: row.try_get("hlc").map_err(get("hlc"))?,
+                origin: row.try_get("origin").map_err(get("origin"))?,
+                seen: row.try_get("seen").map_err(get("seen"))?,
+            }
+            .decode()
+        })();
+        Ok(decoded.map_err(|bad| bad.at(hlc)))
+    }
+
+    /// A row as a sale, for readers that must see it as it is (a write replacing it).
     fn vente(&self, row: &SqliteRow) -> Result<Vente, StoreError> {
-        let err = self.err();
-        let micros: i64 = row.try_get("updated_at").map_err(&err)?;
-        VenteRow {
-            id: row.try_get("id").map_err(&err)?,
-            produit: row.try_get("produit").map_err(&err)?,
-            montant_cents: row.try_get("montant").map_err(&err)?,
-            date_vente: row.try_get("date_vente").map_err(&err)?,
-            region: row.try_get("region").map_err(&err)?,
-            updated_at: DateTime::from_timestamp_micros(micros)
-                .ok_or_else(|| StoreError::Corrupt { region: self.region.clone(), message: format!("updated_at {micros}") })?,
-            deleted: row.try_get("deleted").map_err(&err)?,
-            hlc: row.try_get("hlc").map_err(&err)?,
-            origin: row.try_get("origin").map_err(&err)?,
-            seen: row.try_get("seen").map_err(&err)?,
+        self.decode(row)?.map_err(|bad| bad.corrupt(&self.region))
+    }
+
+    /// Decodes rows, leaving out (and quarantining) those that cannot be sales.
+    async fn decode_all(&self, rows: &[SqliteRow]) -> Result<Vec<Vente>, StoreError> {
+        let mut ventes = Vec::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        for row in rows {
+            match self.decode(row)? {
+                Ok(v) => ventes.push(v),
+                Err(b) => bad.push(b),
+            }
         }
-        .into_vente(&self.region)
+        self.quarantine_bad_now(&bad).await?;
+        Ok(ventes)
     }
 }
 
@@ -154,7 +199,9 @@ impl Store for SqliteStore {
     async fn get_batch(&self, ids: &[VenteId]) -> Result<std::collections::HashMap<VenteId, Vente>, StoreError> {
         self.bounded(async {
             let mut conn = self.pool.acquire().await.map_err(self.err())?;
-            self.get_many(&mut conn, ids).await
+            // Rows that cannot be decoded are left out: the apply that follows judges them by
+            // their version alone.
+            Ok(self.get_many_readable(&mut conn, ids).await?.0)
         })
         .await
     }
@@ -224,6 +271,14 @@ impl Store for SqliteStore {
 
     async fn scan(&self, after: Option<VenteId>, limit: u32, include_deleted: bool) -> Result<Vec<Vente>, StoreError> {
         SqliteStore::scan(self, after, limit, include_deleted).await
+    }
+
+    async fn quarantine(&self, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
+        let items = SqliteStore::quarantine(self, limit).await?;
+        if items.iter().any(|q| q.source != self.region) {
+            self.refusals.store(true, Ordering::Relaxed);
+        }
+        Ok(items)
     }
 
     async fn analyze(&self) -> Result<(), StoreError> {

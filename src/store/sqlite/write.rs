@@ -7,7 +7,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::SqliteStore;
 use super::{COLUMNS, ROWS_PER_STATEMENT};
 use crate::domain::lww::dedupe_by_id;
-use crate::domain::version::Hlc;
+use crate::domain::version::{ClockOverflow, Hlc};
 use crate::domain::write::{decide, first_of, local_vente, stamp};
 use crate::domain::{LocalWrite, NewVente, Vente, VenteId, WriteOutcome};
 use crate::store::StoreError;
@@ -63,15 +63,39 @@ impl SqliteStore {
     }
 
     /// Advances the clock to stamp `n` local writes at `now` (marking the transaction as dsms's
-    /// own, see `end_stamping`); returns the last value and feed position.
-    pub(super) async fn stamp(tx: &mut sqlx::SqliteConnection, now: DateTime<Utc>, n: usize) -> Result<(i64, i64), sqlx::Error> {
+    /// own, see `end_stamping`); returns the last value and feed position. The wall time is the
+    /// later of `now` (this server's clock) and this host's clock as SQLite reads it, so that a
+    /// writer whose clock runs behind still stamps at the database's time. The clock never passes
+    /// `i64::MAX` (SQLite would turn the sum into a float): a clock that cannot take `n` more
+    /// values is an error, never a wrap.
+    pub(super) async fn stamp(
+        tx: &mut sqlx::SqliteConnection,
+        now: DateTime<Utc>,
+        n: usize,
+    ) -> Result<Result<(i64, i64), ClockOverflow>, sqlx::Error> {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
-        let wall = Hlc::from_wall_ms(now.timestamp_millis()).0;
-        sqlx::query_as("UPDATE dsms_clock SET hlc = max(hlc + ?1, ?2 + ?1 - 1), seq = seq + ?1, dsms = 1 WHERE id = 1 RETURNING hlc, seq")
-            .bind(n)
-            .bind(wall)
-            .fetch_one(&mut *tx)
-            .await
+        let wall = Hlc::from_wall_ms(now.timestamp_millis());
+        let Ok(wall_last) = wall.checked_add(n - 1) else { return Ok(Err(ClockOverflow { hlc: wall.0, n })) };
+        let stamped: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE dsms_clock SET hlc = max(hlc + ?1, ?2, (CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) << 16) + ?1 - 1), \
+               seq = seq + ?1, dsms = 1 WHERE id = 1 AND hlc <= ?3 RETURNING hlc, seq",
+        )
+        .bind(n)
+        .bind(wall_last.0)
+        .bind(i64::MAX - n)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match stamped {
+            Some(stamped) => Ok(Ok(stamped)),
+            None => {
+                let (hlc,): (i64,) = sqlx::query_as("SELECT hlc FROM dsms_clock WHERE id = 1").fetch_one(&mut *tx).await?;
+                Ok(Err(ClockOverflow { hlc, n }))
+            }
+        }
+    }
+
+    fn overflow(&self, e: ClockOverflow) -> StoreError {
+        StoreError::Database { region: self.region.clone(), message: e.to_string() }
     }
 
     pub(super) async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
@@ -81,7 +105,7 @@ impl SqliteStore {
             let base = current.as_ref().map(|c| c.seen.clone());
             let outcome = decide(write, current);
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
-            let (hlc, seq) = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?;
+            let (hlc, seq) = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
             Self::upsert(&mut tx, std::slice::from_ref(&vente), seq, false, None).await.map_err(self.err())?;
             Self::end_stamping(&mut tx).await.map_err(self.err())?;
@@ -98,8 +122,9 @@ impl SqliteStore {
         self.bounded(async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err())?;
             let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
-            let stored = self.get_many(&mut tx, &ids).await?;
-            let (last_hlc, last_seq) = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?;
+            // A row that cannot be decoded (quarantined) is replaced like an absent one.
+            let (stored, _) = self.get_many_readable(&mut tx, &ids).await?;
+            let (last_hlc, last_seq) = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let ventes: Vec<Vente> = rows
                 .iter()
                 .zip(first_of(last_hlc, rows.len())..)

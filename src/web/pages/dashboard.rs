@@ -32,6 +32,8 @@ pub const REFRESH: u32 = 10;
 const CHART_ROUNDS: usize = 100;
 /// Conflicts listed.
 const CONFLICTS: u32 = 20;
+/// Quarantined rows listed.
+const QUARANTINE: u32 = 20;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -41,10 +43,15 @@ struct StatsQuery {
 
 /// Everything the dashboard shows, read at once; a region down makes parts say so, never fails it.
 async fn dashboard(state: &AppState) -> Dashboard {
-    let (stats, analytics, conflicts) = tokio::join!(state.monitor.stats(), state.monitor.analytics(), state.ventes.conflicts(CONFLICTS));
+    let (stats, analytics, conflicts, quarantine) = tokio::join!(
+        state.monitor.stats(),
+        state.monitor.analytics(),
+        state.ventes.conflicts(CONFLICTS),
+        state.ventes.quarantine(QUARANTINE)
+    );
     let history = state.monitor.history(CHART_ROUNDS);
     let analytics = analytics.map(|(a, _)| a).ok();
-    Dashboard::new(Utc::now(), &stats, &history, analytics.as_deref(), conflicts.as_deref())
+    Dashboard::new(Utc::now(), &stats, &history, analytics.as_deref(), conflicts.as_deref()).with_quarantine(quarantine.as_deref())
 }
 
 /// `GET /stats`.

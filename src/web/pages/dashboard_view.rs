@@ -12,6 +12,7 @@ use super::flash::Notice;
 use super::views::count_fr;
 use crate::domain::Backend;
 use crate::domain::lww::Conflict;
+use crate::domain::quarantine::Quarantined;
 use crate::monitor::analytics::Analytics;
 use crate::monitor::stats::HistoryEntry;
 use crate::monitor::{RegionSnapshot, StatsSnapshot};
@@ -109,6 +110,27 @@ impl From<&Conflict> for ConflictRow {
     }
 }
 
+/// One row set aside by a region.
+pub struct QuarantineRow {
+    pub id: String,
+    pub region: String,
+    pub source: String,
+    pub reason: String,
+    pub detected_at: TimeView,
+}
+
+impl From<&Quarantined> for QuarantineRow {
+    fn from(q: &Quarantined) -> Self {
+        Self {
+            id: q.id.to_string(),
+            region: q.region.to_string(),
+            source: q.source.to_string(),
+            reason: q.reason.clone(),
+            detected_at: TimeView::of(q.detected_at),
+        }
+    }
+}
+
 /// Everything the dashboard shows (the part refreshed every 10 s).
 pub struct Dashboard {
     pub generated: TimeView,
@@ -134,6 +156,8 @@ pub struct Dashboard {
     /// Why the sales charts are missing.
     pub analytics_error: Option<String>,
     pub conflicts: Option<Vec<ConflictRow>>,
+    /// Rows the regions set aside; `None` when no region answered.
+    pub quarantine: Option<Vec<QuarantineRow>>,
 }
 
 impl Dashboard {
@@ -168,7 +192,13 @@ impl Dashboard {
             per_day: analytics.map(per_day_chart),
             analytics_error: analytics.is_none().then(|| "aucune région n'est joignable pour le moment".to_owned()),
             conflicts: conflicts.map(|all| all.iter().map(ConflictRow::from).collect()),
+            quarantine: None,
         }
+    }
+
+    /// Adds the rows the regions set aside (`None`: no region answered).
+    pub fn with_quarantine(self, items: Option<&[Quarantined]>) -> Self {
+        Self { quarantine: items.map(|all| all.iter().map(QuarantineRow::from).collect()), ..self }
     }
 }
 
