@@ -333,6 +333,7 @@ mod tests {
             regions: vec![outcome("Dakar", None), outcome("Thies", None), outcome("Saint-Louis", Some("refusée"))],
             pairs: vec![pair("Dakar", "Thies"), pair("Dakar", "Saint-Louis")],
             conflicts: 0,
+            restores: Vec::new(),
         };
         let contacts = round_contacts(&report);
         let pair_errors = |i: usize| match &contacts[i].1 {

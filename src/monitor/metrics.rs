@@ -27,6 +27,7 @@ pub struct Metrics {
     rows_read: IntCounterVec,
     rows_skipped: IntCounterVec,
     conflicts: IntCounter,
+    restores: IntCounterVec,
     region_up: IntGaugeVec,
     region_lag: IntGaugeVec,
     region_offset: GaugeVec,
@@ -79,6 +80,13 @@ impl Metrics {
             &["source", "target"],
         )?;
         let conflicts = IntCounter::new("dsms_conflicts_total", "Concurrent writes logged as conflicts by sync rounds")?;
+        let restores = IntCounterVec::new(
+            Opts::new(
+                "dsms_sync_restores_detected_total",
+                "Regions found gone back in time (restored from a backup) by sync rounds, and given a new identity",
+            ),
+            &["region"],
+        )?;
         let region_up = IntGaugeVec::new(Opts::new("dsms_region_up", "1 when the region's last contact succeeded, else 0"), &["region"])?;
         let region_lag = IntGaugeVec::new(
             Opts::new("dsms_region_lag_rows", "Changes held by the region not yet received by every other region"),
@@ -120,6 +128,7 @@ impl Metrics {
         registry.register(Box::new(rows_read.clone()))?;
         registry.register(Box::new(rows_skipped.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
+        registry.register(Box::new(restores.clone()))?;
         registry.register(Box::new(region_up.clone()))?;
         registry.register(Box::new(region_lag.clone()))?;
         registry.register(Box::new(region_offset.clone()))?;
@@ -134,6 +143,7 @@ impl Metrics {
         }
         for region in regions.iter() {
             region_up.with_label_values(&[region.as_str()]);
+            restores.with_label_values(&[region.as_str()]);
             region_lag.with_label_values(&[region.as_str()]);
             clock_skewed.with_label_values(&[region.as_str()]);
             quarantined.with_label_values(&[region.as_str()]);
@@ -150,6 +160,7 @@ impl Metrics {
             rows_read,
             rows_skipped,
             conflicts,
+            restores,
             region_up,
             region_lag,
             region_offset,
@@ -175,6 +186,9 @@ impl Metrics {
             self.rows_skipped.with_label_values(&[pair.source.as_str(), pair.target.as_str()]).inc_by(pair.rows_skipped);
         }
         self.conflicts.inc_by(report.conflicts);
+        for restore in &report.restores {
+            self.restores.with_label_values(&[restore.region.as_str()]).inc();
+        }
         for region in report.regions.iter().filter(|r| r.reached()) {
             self.region_lag.with_label_values(&[region.region.as_str()]).set(i64::try_from(region.pending).unwrap_or(i64::MAX));
         }

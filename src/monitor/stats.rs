@@ -294,6 +294,7 @@ mod tests {
             regions: vec![RegionOutcome { region, error: error.map(str::to_owned), latency: None, rows_applied: 2, pending: 0 }],
             pairs: Vec::new(),
             conflicts: 0,
+            restores: Vec::new(),
         }
     }
 

@@ -31,8 +31,15 @@ pub(crate) trait ApplySql: Send {
     async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError>;
     /// Logs conflicts, each once (deduplicated by row, winner and loser); returns those new.
     async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError>;
-    /// Moves this database's cursor on `source`'s feed forward to `end` (never back).
-    async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Moves this database's cursor on `source`'s feed forward to `end` (never back), recording
+    /// the source's `epoch` the rows were read under (kept as it was when `None`).
+    async fn move_cursor(
+        &mut self,
+        source: &Source,
+        end: FeedPosition,
+        epoch: Option<uuid::Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Records in the apply log that the `written` rows this transaction wrote are copies read
     /// from `source`'s feed up to `end` (see `store::skip`). Called only when rows were written.
     async fn log_applied(&mut self, source: &Source, end: FeedPosition, written: u64) -> Result<(), StoreError>;
@@ -45,6 +52,7 @@ pub(crate) async fn apply_rows(
     rows: &[Vente],
     held: &HashMap<VenteId, Version>,
     from: Option<&(Source, FeedPosition)>,
+    epoch: Option<uuid::Uuid>,
     region: &RegionName,
     now: DateTime<Utc>,
 ) -> Result<Applied, StoreError> {
@@ -73,7 +81,7 @@ pub(crate) async fn apply_rows(
         sql.release_readable(&unreadable).await?;
     }
     if let Some((source, end)) = from {
-        sql.move_cursor(source, *end, now).await?;
+        sql.move_cursor(source, *end, epoch, now).await?;
         if written > 0 {
             sql.log_applied(source, *end, written).await?;
         }

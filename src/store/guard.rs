@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Reader, Source, Store, StoreError};
+use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Reader, Source, Store, StoreError, Witness};
 use crate::domain::Backend;
 use crate::domain::ListQuery;
 use crate::domain::LocalWrite;
@@ -102,6 +102,18 @@ impl<G: Guard> Store for Guarded<G> {
     }
     async fn feed_horizon(&self) -> Result<i64, StoreError> {
         self.call(self.inner.feed_horizon()).await
+    }
+    async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
+        self.call(self.inner.open_epoch(forget_before)).await
+    }
+    async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        self.call(self.inner.held_epochs(epochs)).await
+    }
+    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
+        self.call(self.inner.witness(source)).await
+    }
+    async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
+        self.call(self.inner.rotate_identity(old)).await
     }
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {
         self.call(self.inner.feed_len(after, before, cap)).await

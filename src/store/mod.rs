@@ -152,6 +152,20 @@ pub trait Store: Send + Sync + 'static {
     /// taken at its start, so rows that other pairs apply during the round (copies the targets
     /// already hold, or soon will) wait for the next round instead of being read back at once.
     async fn feed_horizon(&self) -> Result<i64, StoreError>;
+    /// The epoch readers of this feed record with what they read now (see `Epoch`): the latest
+    /// one if the feed has not moved since, else a new one. Epochs older than `forget_before`
+    /// are forgotten, the latest excepted.
+    async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError>;
+    /// Those of `epochs` this database holds (a restore to an earlier point loses the later ones).
+    async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError>;
+    /// What this database remembers of its reads of `source`: its cursor and the epoch it last
+    /// read under. `None` before any read.
+    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError>;
+    /// Gives this database a new identity if it is still `old` (two servers detecting the same
+    /// restore rotate it once) and returns the identity it has now. Its peers then read it from
+    /// the start, and it reads them ignoring `via`. On PostgreSQL, rows whose feed position lies
+    /// beyond the server's transaction counter (restored into a younger cluster) move to the present.
+    async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError>;
     /// How many changes of this region's feed follow `after` below `before`, counted up to `cap`.
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError>;
     /// Whether this region could be filled by a bulk load (`begin_bulk_load`): its engine has one
@@ -287,18 +301,41 @@ pub struct Source {
 }
 
 /// Rows to apply, and where they came from: with a source and an end position, the target moves
-/// its cursor for that source to `end` in the same transaction.
+/// its cursor for that source to `end` in the same transaction, and records `epoch` (the source's
+/// epoch the rows were read under) with it.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     pub rows: Vec<Vente>,
     pub from: Option<(Source, FeedPosition)>,
+    pub epoch: Option<uuid::Uuid>,
 }
 
 impl Batch {
-    /// Rows pushed outside the feed (a write copied at once to the other regions).
+    /// Rows pushed outside the feed (a write copied at once to the other regions). They move no
+    /// cursor and need no epoch: the target's feed carries them on (not marked `via`), so a
+    /// restored writer gets them back from there.
     pub fn push(rows: Vec<Vente>) -> Self {
-        Self { rows, from: None }
+        Self { rows, from: None, epoch: None }
     }
+}
+
+/// A mark in a database's history that a restore to an earlier point cannot keep. Every change
+/// of the feed below `below` had committed before the epoch was recorded, so a database that still
+/// holds the epoch still holds everything a reader read under it; a reader that finds its epoch
+/// missing knows the database went back in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Epoch {
+    pub id: uuid::Uuid,
+    /// A `feed_horizon` below which every change had committed before the epoch (SQLite: exact,
+    /// the counter under the write lock; PostgreSQL: the oldest running transaction).
+    pub below: i64,
+}
+
+/// What a reader remembers of a source (`Store::witness`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Witness {
+    pub cursor: FeedPosition,
+    pub epoch: Option<uuid::Uuid>,
 }
 
 /// What an apply did.

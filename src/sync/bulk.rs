@@ -118,7 +118,11 @@ impl Engine {
             let Some(end) = page.end else { return };
             let full = page.more;
             let more = full && Instant::now() < deadline;
-            let batch = Batch { rows: page.rows.into_iter().map(|(_, v)| v).collect(), from: Some((source.source.clone(), end)) };
+            let batch = Batch {
+                rows: page.rows.into_iter().map(|(_, v)| v).collect(),
+                from: Some((source.source.clone(), end)),
+                epoch: source.epoch,
+            };
             let next =
                 async { if more { Some(source.store.changes_since(end, batch_size, Some(source.horizon), None).await) } else { None } };
             let batch = &batch;

@@ -61,6 +61,8 @@ pub(super) struct Reached {
     /// What it holds as a reader, from its cursors at the start of the round (they only move
     /// forward, so it holds at least that); `None` if they could not be read (nothing skipped).
     reader: Option<Reader>,
+    /// The epoch of its feed that reads record during this round (`sync::restore`).
+    pub(super) epoch: Option<uuid::Uuid>,
 }
 
 impl Engine {
@@ -123,13 +125,39 @@ impl Engine {
             match answer {
                 Ok((db_id, horizon)) => {
                     let reader = cursors.map(|cursors| Reader { db_id, cursors });
-                    reached.push(Reached { store: store.clone(), source: Source { region: region.clone(), db_id }, horizon, reader });
+                    reached.push(Reached {
+                        store: store.clone(),
+                        source: Source { region: region.clone(), db_id },
+                        horizon,
+                        reader,
+                        epoch: None,
+                    });
                     regions.push(RegionOutcome { region, error: None, latency: Some(latency), rows_applied: 0, pending: 0 });
                 }
                 Err(e) => {
                     tracing::warn!(region = %region, error = %e, "région injoignable pour la synchronisation");
                     regions.push(RegionOutcome { region, error: Some(e.to_string()), latency: None, rows_applied: 0, pending: 0 });
                 }
+            }
+        }
+
+        // A region restored from a backup is found and given a new identity before anything is
+        // read; every source opens the epoch its readers record (see restore.rs).
+        let targets: Vec<bool> = reached.iter().map(|r| self.pulls_into(&r.source.region)).collect();
+        let checked = super::restore::check_and_open_epochs(&mut reached, &targets, started_at).await;
+        for (region, error) in checked.failed {
+            tracing::warn!(region = %region, %error, "région écartée de ce tour : contrôle de restauration impossible");
+            reached.retain(|r| r.source.region != region);
+            if let Some(outcome) = regions.iter_mut().find(|r| r.region == region) {
+                outcome.error.get_or_insert(error);
+            }
+        }
+        // A reader given a new identity is no longer the database its peers' `via` marks and apply
+        // logs name: they send it everything again.
+        for region in &mut reached {
+            let db_id = region.source.db_id;
+            if let Some(reader) = &mut region.reader {
+                reader.db_id = db_id;
             }
         }
 
@@ -200,6 +228,7 @@ impl Engine {
             regions,
             pairs: pairs.into_iter().map(PairResult::into_outcome).collect(),
             conflicts,
+            restores: checked.restored,
         };
         log_round(&report);
         report
@@ -260,7 +289,7 @@ impl Engine {
                 // Every row goes to the target, even one it stamped itself: its database may have
                 // been recreated since. What it already holds is left out cheaply by `apply`.
                 let rows = page.rows.into_iter().map(|(_, v)| v).collect();
-                match target.store.apply(&Batch { rows, from: Some((source.source.clone(), end)) }).await {
+                match target.store.apply(&Batch { rows, from: Some((source.source.clone(), end)), epoch: source.epoch }).await {
                     Ok(applied) => {
                         result.rows_applied += applied.rows;
                         result.conflicts += applied.conflicts;

@@ -65,6 +65,17 @@ pub struct RoundReport {
     pub pairs: Vec<PairOutcome>,
     /// Conflicts newly logged during the round.
     pub conflicts: u64,
+    /// Regions found to have gone back in time (restored from a backup) and healed.
+    pub restores: Vec<RestoreDetected>,
+}
+
+/// A region whose database went back in time, found at the start of a round (`sync::restore`):
+/// it was given a new identity, so that it and its peers read each other again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreDetected {
+    pub region: RegionName,
+    /// What showed it (French, for people).
+    pub evidence: String,
 }
 
 impl RoundReport {

@@ -172,13 +172,31 @@ impl PgCluster {
 
     /// Creates database `name` and returns its URL `postgres://postgres@127.0.0.1:{port}/{name}`.
     pub fn create_database(&self, name: &str) -> Result<String, PgClusterError> {
-        let valid = !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid {
-            return Err(PgClusterError::InvalidDatabaseName(name.to_owned()));
-        }
+        check_database_name(name)?;
         let (createdb, port) = (self.bin.join("createdb"), self.port);
         self.run(&createdb, words(&format!("-h 127.0.0.1 -p {port} -U {PG_USER} {name}")))?;
         Ok(format!("postgres://{PG_USER}@127.0.0.1:{port}/{name}"))
+    }
+
+    /// Dumps database `name` with `pg_dump` (custom format) into a file of the cluster's own
+    /// directory, and returns its path.
+    pub fn dump_database(&self, name: &str) -> Result<PathBuf, PgClusterError> {
+        check_database_name(name)?;
+        let file = self.dir.join(format!("{name}.dump"));
+        let args = words(&format!("-h 127.0.0.1 -p {} -U {PG_USER} -Fc -f", self.port));
+        self.run(&self.bin.join("pg_dump"), args.into_iter().chain([file.clone().into_os_string(), name.into()]).collect())?;
+        Ok(file)
+    }
+
+    /// Drops database `name` (its sessions are closed), creates it again empty and restores
+    /// `dump` (from `dump_database`) into it with `pg_restore`: a restore from a backup.
+    pub fn restore_database(&self, name: &str, dump: &Path) -> Result<(), PgClusterError> {
+        check_database_name(name)?;
+        let port = self.port;
+        self.run(&self.bin.join("dropdb"), words(&format!("-h 127.0.0.1 -p {port} -U {PG_USER} --force {name}")))?;
+        self.run(&self.bin.join("createdb"), words(&format!("-h 127.0.0.1 -p {port} -U {PG_USER} {name}")))?;
+        let args = words(&format!("-h 127.0.0.1 -p {port} -U {PG_USER} --exit-on-error -d {name}"));
+        self.run(&self.bin.join("pg_restore"), args.into_iter().chain([dump.as_os_str().to_owned()]).collect())
     }
 
     /// Turns TLS on (`ssl = on`) with this certificate chain and key (PEM), then reloads the
@@ -419,6 +437,11 @@ fn check(command: String, output: &Output) -> Result<(), PgClusterError> {
 }
 
 /// `id -u` says 0. Without `id`, we assume an ordinary user (and PostgreSQL will say otherwise).
+fn check_database_name(name: &str) -> Result<(), PgClusterError> {
+    let valid = !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid { Ok(()) } else { Err(PgClusterError::InvalidDatabaseName(name.to_owned())) }
+}
+
 fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "0")
 }

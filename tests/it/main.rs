@@ -21,6 +21,7 @@ mod pages;
 mod pg_indexes;
 mod props;
 mod quarantine;
+mod restore;
 mod sync;
 mod sync_api;
 mod sync_cases;

@@ -63,7 +63,15 @@ fn round(app: &TestApp, status: RoundStatus, failed: &[&str], rows_applied: u64)
         rows_applied,
         error: None,
     }];
-    RoundReport { started_at: Utc::now(), duration: Duration::from_micros(234_400), status, regions, pairs, conflicts: 1 }
+    RoundReport {
+        started_at: Utc::now(),
+        duration: Duration::from_micros(234_400),
+        status,
+        regions,
+        pairs,
+        conflicts: 1,
+        restores: Vec::new(),
+    }
 }
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {
@@ -547,9 +555,9 @@ fn parse_exposition(text: &str) -> HashMap<(String, String), f64> {
             }
         }
     }
-    // 11 (rows read among them; rows skipped shows once a round skipped some), and the quarantine
-    // and clock-skew gauges.
-    assert_eq!(types.len(), 13 + 1, "{types:?}");
+    // 11 (rows read among them; rows skipped shows once a round skipped some), the quarantine and
+    // clock-skew gauges, and the restore counter.
+    assert_eq!(types.len(), 15, "{types:?}");
     samples
 }
 

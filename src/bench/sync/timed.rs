@@ -17,7 +17,7 @@ use crate::domain::RegionSales;
 use crate::domain::WriteOutcome;
 use crate::domain::lww::Conflict;
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
-use crate::store::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Reader, Source, Store, StoreError};
+use crate::store::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Reader, Source, Store, StoreError, Witness};
 
 /// What one store was asked during the timed part of a benchmark.
 #[derive(Debug, Default)]
@@ -189,6 +189,22 @@ impl Store for Timed {
         let applied = self.inner.apply(batch).await;
         self.times.applied(batch, &applied, started);
         applied
+    }
+
+    async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
+        self.other(self.inner.open_epoch(forget_before)).await
+    }
+
+    async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        self.other(self.inner.held_epochs(epochs)).await
+    }
+
+    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
+        self.other(self.inner.witness(source)).await
+    }
+
+    async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
+        self.other(self.inner.rotate_identity(old)).await
     }
 
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {

@@ -80,7 +80,7 @@ impl PgStore {
             // A row arrived meanwhile (another syncer): look again.
             held = sql.held_versions(&rows).await?;
         }
-        apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), &self.region, now).await
+        apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), batch.epoch, &self.region, now).await
     }
 
     /// Leaves out (and quarantines) the versions too far ahead of this region's clock, the later
@@ -159,7 +159,7 @@ impl PgApply<'_> {
     /// The end of an apply whose rows were all copied in: no conflict is possible, the cursor moves.
     async fn copied(&mut self, batch: &Batch, written: u64, now: DateTime<Utc>) -> Result<Applied, StoreError> {
         if let Some((source, end)) = &batch.from {
-            self.move_cursor(source, *end, now).await?;
+            self.move_cursor(source, *end, batch.epoch, now).await?;
             if written > 0 {
                 self.log_applied(source, *end, written).await?;
             }
@@ -231,10 +231,17 @@ impl ApplySql for PgApply<'_> {
         Ok(logged)
     }
 
-    async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn move_cursor(
+        &mut self,
+        source: &Source,
+        end: FeedPosition,
+        epoch: Option<uuid::Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (source, source_db) DO UPDATE SET pos = EXCLUDED.pos, id = EXCLUDED.id, updated_at = EXCLUDED.updated_at \
+            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at, epoch) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (source, source_db) DO UPDATE SET pos = EXCLUDED.pos, id = EXCLUDED.id, updated_at = EXCLUDED.updated_at, \
+             epoch = coalesce(EXCLUDED.epoch, dsms_cursor.epoch) \
              WHERE (dsms_cursor.pos, dsms_cursor.id) < (EXCLUDED.pos, EXCLUDED.id)",
         )
         .bind(source.region.as_str())
@@ -242,6 +249,7 @@ impl ApplySql for PgApply<'_> {
         .bind(end.pos)
         .bind(end.id)
         .bind(now)
+        .bind(epoch)
         .execute(&mut *self.conn)
         .await
         .map(drop)

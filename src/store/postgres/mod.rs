@@ -10,6 +10,7 @@ mod bulk;
 mod feed;
 mod quarantine;
 mod read;
+mod restore;
 mod write;
 
 use std::str::FromStr;
@@ -23,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
-use super::{Applied, Batch, BulkLoad, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError};
+use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError, Witness};
 use crate::domain::lww::Conflict;
 use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
@@ -247,6 +248,22 @@ impl Store for PgStore {
         reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         PgStore::changes_since(self, after, limit, before, reader).await
+    }
+
+    async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
+        PgStore::open_epoch(self, forget_before).await
+    }
+
+    async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        PgStore::held_epochs(self, epochs).await
+    }
+
+    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
+        PgStore::witness(self, source).await
+    }
+
+    async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
+        PgStore::rotate_identity(self, old).await
     }
 
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {

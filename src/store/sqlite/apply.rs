@@ -28,7 +28,7 @@ impl SqliteStore {
             let mut sql =
                 SqliteApply { store: self, conn: &mut tx, via: batch.from.as_ref().map(|(source, _)| source.db_id), positions: None };
             let held = sql.held_versions(&rows).await?;
-            let applied = apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), &self.region, now).await?;
+            let applied = apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), batch.epoch, &self.region, now).await?;
             // The upsert ran marked as dsms's own (see `end_stamping`); the mark ends with it.
             Self::end_stamping(&mut tx).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
@@ -162,10 +162,17 @@ impl ApplySql for SqliteApply<'_> {
         Ok(logged)
     }
 
-    async fn move_cursor(&mut self, source: &Source, end: FeedPosition, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn move_cursor(
+        &mut self,
+        source: &Source,
+        end: FeedPosition,
+        epoch: Option<uuid::Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (source, source_db) DO UPDATE SET pos = excluded.pos, id = excluded.id, updated_at = excluded.updated_at \
+            "INSERT INTO dsms_cursor (source, source_db, pos, id, updated_at, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (source, source_db) DO UPDATE SET pos = excluded.pos, id = excluded.id, updated_at = excluded.updated_at, \
+             epoch = coalesce(excluded.epoch, dsms_cursor.epoch) \
              WHERE (dsms_cursor.pos, dsms_cursor.id) < (excluded.pos, excluded.id)",
         )
         .bind(source.region.as_str())
@@ -173,6 +180,7 @@ impl ApplySql for SqliteApply<'_> {
         .bind(end.pos)
         .bind(end.id)
         .bind(now.timestamp_micros())
+        .bind(epoch)
         .execute(&mut *self.conn)
         .await
         .map(drop)

@@ -9,6 +9,7 @@ mod apply;
 mod feed;
 mod quarantine;
 mod read;
+mod restore;
 mod write;
 
 use std::path::Path;
@@ -22,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
-use super::{Applied, Batch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError};
+use super::{Applied, Batch, Epoch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError, Witness};
 use crate::domain::lww::Conflict;
 use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
@@ -91,6 +92,11 @@ impl SqliteStore {
     /// Reads wall time from `clock` instead of the system clock.
     pub fn with_clock(self, clock: WallClock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// The pool, for tests that inspect the database directly or close it (to put a backup back).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Refuses replicated versions more than `max_future` ahead of this region's clock.
@@ -237,6 +243,22 @@ impl Store for SqliteStore {
         reader: Option<&Reader>,
     ) -> Result<FeedPage, StoreError> {
         SqliteStore::changes_since(self, after, limit, before, reader).await
+    }
+
+    async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
+        SqliteStore::open_epoch(self, forget_before).await
+    }
+
+    async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        SqliteStore::held_epochs(self, epochs).await
+    }
+
+    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
+        SqliteStore::witness(self, source).await
+    }
+
+    async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
+        SqliteStore::rotate_identity(self, old).await
     }
 
     async fn feed_len(&self, after: FeedPosition, before: Option<i64>, cap: u32) -> Result<u64, StoreError> {

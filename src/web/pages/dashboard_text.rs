@@ -88,6 +88,14 @@ pub fn round_notice(report: &RoundReport) -> Notice {
         n => format!(" ; {} conflits résolus", count_fr(n)),
     };
     let parts = reached.into_iter().chain(failed).collect::<Vec<_>>().join(", ");
+    // A region restored from a backup was found and healed: said, and never shown as a plain success.
+    let restored: Vec<&str> = report.restores.iter().map(|r| r.region.as_str()).collect();
+    if !restored.is_empty() && report.status != RoundStatus::Failed {
+        return Notice::warning(format!(
+            "Synchronisation en {took} : {parts}{conflicts} ; base restaurée ou revenue en arrière détectée ({}) : relue en entier.",
+            restored.join(", ")
+        ));
+    }
     match report.status {
         RoundStatus::Success => Notice::success(format!("Synchronisation réussie en {took} : {parts}{conflicts}.")),
         RoundStatus::Partial => Notice::warning(format!("Synchronisation partielle en {took} : {parts}{conflicts}.")),
@@ -195,6 +203,7 @@ mod tests {
             regions: vec![outcome("Dakar", 3, None), outcome("Thies", 0, None), outcome("Saint-Louis", 1, None)],
             pairs: Vec::new(),
             conflicts: 0,
+            restores: Vec::new(),
         };
         let notice = round_notice(&report);
         assert_eq!(notice.text, "Synchronisation réussie en 12 ms : Dakar 3 lignes, Thies 0 ligne, Saint-Louis 1 ligne.");

@@ -1,0 +1,90 @@
+//! Restores and rewinds on PostgreSQL: the feed's epochs, what a reader remembers of a source,
+//! and a new identity for a database that went back in time. The rule (when to call what) lives
+//! in `sync/restore.rs`.
+
+use chrono::{DateTime, Utc};
+
+use super::PgStore;
+use crate::store::{Epoch, FeedPosition, Source, StoreError, Witness};
+
+impl PgStore {
+    pub(super) async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
+        // One statement: the latest epoch stays while no change has committed at or above its
+        // `below`; else a new one is recorded, `below` being the oldest transaction still running
+        // as this statement starts (every change below it has committed, so before the epoch).
+        let fresh = uuid::Uuid::new_v4();
+        self.bounded(async {
+            let (id, below): (uuid::Uuid, i64) = sqlx::query_as(
+                "WITH last AS (SELECT epoch, below FROM dsms_epoch ORDER BY n DESC LIMIT 1), \
+                 moved AS (SELECT NOT EXISTS (SELECT 1 FROM last) \
+                     OR EXISTS (SELECT 1 FROM vente WHERE txid >= (SELECT below FROM last)::text::xid8) AS yes), \
+                 added AS (INSERT INTO dsms_epoch (epoch, below) \
+                     SELECT $1, pg_snapshot_xmin(pg_current_snapshot())::text::int8 FROM moved WHERE yes \
+                     RETURNING epoch, below), \
+                 forgotten AS (DELETE FROM dsms_epoch WHERE created_at < $2 AND n < (SELECT max(n) FROM dsms_epoch)) \
+                 SELECT epoch, below FROM added \
+                 UNION ALL SELECT epoch, below FROM last WHERE NOT (SELECT yes FROM moved)",
+            )
+            .bind(fresh)
+            .bind(forget_before)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err())?;
+            Ok(Epoch { id, below })
+        })
+        .await
+    }
+
+    pub(super) async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        if epochs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.bounded(async {
+            let held: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT epoch FROM dsms_epoch WHERE epoch = ANY($1)")
+                .bind(epochs)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err())?;
+            Ok(held.into_iter().map(|(e,)| e).collect())
+        })
+        .await
+    }
+
+    pub(super) async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
+        self.bounded(async {
+            let row: Option<(i64, uuid::Uuid, Option<uuid::Uuid>)> =
+                sqlx::query_as("SELECT pos, id, epoch FROM dsms_cursor WHERE source = $1 AND source_db = $2")
+                    .bind(source.region.as_str())
+                    .bind(source.db_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(self.err())?;
+            Ok(row.map(|(pos, id, epoch)| Witness { cursor: FeedPosition { pos, id }, epoch }))
+        })
+        .await
+    }
+
+    pub(super) async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
+        let fresh = uuid::Uuid::new_v4();
+        self.bounded(async {
+            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            sqlx::query("UPDATE dsms_meta SET db_id = $1 WHERE db_id = $2")
+                .bind(fresh)
+                .bind(old)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err())?;
+            // A dump restored into a younger cluster keeps its rows' transaction ids, which this
+            // server has not reached yet: the feed would not show them before it does. They move
+            // to this transaction (they are the database's present state).
+            sqlx::query("UPDATE vente SET txid = pg_current_xact_id() WHERE txid >= pg_snapshot_xmax(pg_current_snapshot())")
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err())?;
+            let (now,): (uuid::Uuid,) = sqlx::query_as("SELECT db_id FROM dsms_meta").fetch_one(&mut *tx).await.map_err(self.err())?;
+            tx.commit().await.map_err(self.err())?;
+            Ok(now)
+        })
+        .await
+    }
+}
