@@ -5,6 +5,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +19,10 @@ use tokio::time::Instant;
 pub struct DelayProxy {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// The link is cut: connections are dropped and new ones closed at once.
+    cut: Arc<AtomicBool>,
+    /// Bumped at each cut, so that links opened before it end.
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl DelayProxy {
@@ -25,24 +31,46 @@ impl DelayProxy {
     pub async fn start(upstream: SocketAddr, one_way: Duration) -> io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
+        let cut = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let (is_cut, cuts) = (cut.clone(), generation.clone());
         let task = tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
+                if is_cut.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut_now = cuts.subscribe();
                 links.spawn(async move {
                     let Ok(server) = TcpStream::connect(upstream).await else { return };
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
-                    tokio::join!(pump(client_read, server_write, one_way), pump(server_read, client_write, one_way));
+                    let link = async {
+                        tokio::join!(pump(client_read, server_write, one_way), pump(server_read, client_write, one_way));
+                    };
+                    tokio::select! {
+                        () = link => {}
+                        _ = cut_now.changed() => {}
+                    }
                 });
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, task, cut, generation })
     }
 
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Cuts the link (every open connection is dropped, new ones are closed at once) or restores it.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            self.generation.send_modify(|g| *g += 1);
+        }
     }
 }
 
