@@ -60,6 +60,18 @@ impl DelayProxy {
         Ok(Self { addr, task, cut, generation })
     }
 
+    /// A proxy in front of the loopback PostgreSQL server a URL names
+    /// (`postgres://…@127.0.0.1:PORT/db`), and the same URL through it.
+    pub async fn in_front_of(url: &str, one_way: Duration) -> io::Result<(Self, String)> {
+        let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("no loopback port and database in {url}"));
+        let (head, tail) = url.rsplit_once(':').ok_or_else(invalid)?;
+        let (port, database) = tail.split_once('/').ok_or_else(invalid)?;
+        let port: u16 = port.parse().map_err(|_| invalid())?;
+        let proxy = Self::start(SocketAddr::from(([127, 0, 0, 1], port)), one_way).await?;
+        let through = format!("{head}:{}/{database}", proxy.addr.port());
+        Ok((proxy, through))
+    }
+
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr

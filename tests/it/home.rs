@@ -51,12 +51,6 @@ async fn direct(urls: &[String]) -> Vec<Arc<dyn Store>> {
     stores
 }
 
-fn through(url: &str, proxy: &DelayProxy) -> String {
-    let (head, tail) = url.rsplit_once(':').unwrap();
-    let (_, database) = tail.split_once('/').unwrap();
-    format!("{head}:{}/{database}", proxy.addr().port())
-}
-
 fn sale(produit: &str, montant: u32, region: &str) -> Value {
     json!({"produit": produit, "montant": montant, "dateVente": "2026-11-20", "region": region})
 }
@@ -75,15 +69,14 @@ fn id_of(vente: &Value) -> dsms::domain::VenteId {
 async fn a_home_instance_answers_once_home_has_committed_and_pushes_afterwards() {
     let Some(urls) = three_databases() else { return };
     // Thies and Saint-Louis are far: 100 ms each way; a push takes several round trips.
-    let port = |url: &str| url.rsplit_once(':').unwrap().1.split_once('/').unwrap().0.parse::<u16>().unwrap();
     let far = Duration::from_millis(100);
-    let thies = DelayProxy::start(([127, 0, 0, 1], port(&urls[1])).into(), far).await.unwrap();
-    let saint_louis = DelayProxy::start(([127, 0, 0, 1], port(&urls[2])).into(), far).await.unwrap();
+    let (_thies, thies_url) = DelayProxy::in_front_of(&urls[1], far).await.unwrap();
+    let (_saint_louis, saint_louis_url) = DelayProxy::in_front_of(&urls[2], far).await.unwrap();
     let stores = direct(&urls).await;
     for store in &stores {
         store.migrate().await.unwrap();
     }
-    let seen_from_dakar = vec![urls[0].clone(), through(&urls[1], &thies), through(&urls[2], &saint_louis)];
+    let seen_from_dakar = vec![urls[0].clone(), thies_url, saint_louis_url];
     let dakar = instance(&seen_from_dakar, "Dakar").await;
 
     // A sale of Thies, recorded by the instance in Dakar: it commits in Dakar.
@@ -212,12 +205,11 @@ async fn a_link_cut_between_two_sites_then_restored_catches_up_both_ways() {
     for store in &stores {
         store.migrate().await.unwrap();
     }
-    let port = |url: &str| url.rsplit_once(':').unwrap().1.split_once('/').unwrap().0.parse::<u16>().unwrap();
     // The link between Dakar and Thies, 10 ms each way, seen from each side.
-    let to_thies = DelayProxy::start(([127, 0, 0, 1], port(&urls[1])).into(), Duration::from_millis(10)).await.unwrap();
-    let to_dakar = DelayProxy::start(([127, 0, 0, 1], port(&urls[0])).into(), Duration::from_millis(10)).await.unwrap();
-    let dakar = instance(&[urls[0].clone(), through(&urls[1], &to_thies), urls[2].clone()], "Dakar").await;
-    let thies = instance(&[through(&urls[0], &to_dakar), urls[1].clone(), urls[2].clone()], "Thies").await;
+    let (to_thies, thies_url) = DelayProxy::in_front_of(&urls[1], Duration::from_millis(10)).await.unwrap();
+    let (to_dakar, dakar_url) = DelayProxy::in_front_of(&urls[0], Duration::from_millis(10)).await.unwrap();
+    let dakar = instance(&[urls[0].clone(), thies_url, urls[2].clone()], "Dakar").await;
+    let thies = instance(&[dakar_url, urls[1].clone(), urls[2].clone()], "Thies").await;
     // Saint-Louis stays out of it, so nothing travels around the cut.
     for app in [&dakar, &thies] {
         app.monitor.set_drill("Saint-Louis", true).await.unwrap();

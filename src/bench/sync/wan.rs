@@ -5,7 +5,6 @@
 //! databases (read directly, not through the proxy) return the sale. Then idle rounds over the
 //! WAN, in round trips. Owns: the topology and the pacing. Leaves: the measuring (latency.rs).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -23,18 +22,6 @@ const WARM_UP: u32 = 5;
 /// Idle rounds timed in each shape.
 const IDLE_ROUNDS: u32 = 5;
 
-/// The port of a `postgres://…@127.0.0.1:PORT/db` URL, and the URL with another port.
-fn port_of(url: &str) -> anyhow::Result<u16> {
-    let tail = url.rsplit_once(':').map(|(_, t)| t).ok_or_else(|| anyhow::anyhow!("no port in {url}"))?;
-    Ok(tail.split_once('/').map_or(tail, |(p, _)| p).parse()?)
-}
-
-fn with_port(url: &str, port: u16) -> anyhow::Result<String> {
-    let (head, tail) = url.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("no port in {url}"))?;
-    let database = tail.split_once('/').map(|(_, d)| d).ok_or_else(|| anyhow::anyhow!("no database in {url}"))?;
-    Ok(format!("{head}:{port}/{database}"))
-}
-
 pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
     anyhow::ensure!(rate > 0.0, "--rate must be positive");
     let fx = Fixture::start(false).await?;
@@ -43,8 +30,8 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
     let mut seen_from_dakar = vec![fx.urls[0].clone()];
     let mut proxies = Vec::new();
     for url in &fx.urls[1..] {
-        let proxy = DelayProxy::start(SocketAddr::from(([127, 0, 0, 1], port_of(url)?)), one_way).await?;
-        seen_from_dakar.push(with_port(url, proxy.addr().port())?);
+        let (proxy, through) = DelayProxy::in_front_of(url, one_way).await?;
+        seen_from_dakar.push(through);
         proxies.push(proxy);
     }
     for shape in ["home", "central"] {
