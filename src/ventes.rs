@@ -104,10 +104,6 @@ impl Ventes {
         self
     }
 
-    pub fn home(&self) -> Option<&RegionName> {
-        self.home.as_ref()
-    }
-
     /// Pushes still under way.
     pub fn pushes_in_flight(&self) -> usize {
         self.pushes.len()
