@@ -16,7 +16,7 @@ use crate::domain::quarantine::Quarantined;
 use crate::domain::version::WallClock;
 use crate::domain::{Expect, ListQuery, LocalWrite, NewVente, Page, RegionName, Regions, Vente, VenteId, WriteOutcome};
 use crate::store::guard::{Breaker, Guarded};
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 pub use import::{ImportLine, ImportMode};
 
@@ -252,9 +252,8 @@ impl Ventes {
         let mut outcome = self.write(write).await?;
         if matches!(outcome, WriteOutcome::NotFound) {
             let newest = self.get(write.id()).await?;
-            let batch = Batch::push(vec![newest]);
             for store in &self.stores {
-                match store.apply(&batch).await {
+                match store.push(std::slice::from_ref(&newest)).await {
                     Ok(_) => break,
                     Err(e) if e.is_unavailable() => continue,
                     Err(e) => return Err(VenteError::Store(e)),
@@ -347,10 +346,9 @@ impl Ventes {
 
 /// Applies `ventes` to each of `stores` at once, each bounded by `PUSH_TIMEOUT`.
 async fn push_to(stores: Vec<Arc<dyn Store>>, ventes: Vec<Vente>) {
-    let batch = Batch::push(ventes);
-    let batch = &batch;
+    let ventes = &ventes;
     let pushes = stores.iter().map(|s| async move {
-        match tokio::time::timeout(PUSH_TIMEOUT, s.apply(batch)).await {
+        match tokio::time::timeout(PUSH_TIMEOUT, s.push(ventes)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::debug!(region = %s.region(), error = %e, "propagation immédiate manquée"),
             Err(_) => tracing::debug!(region = %s.region(), "propagation immédiate trop lente"),

@@ -83,8 +83,13 @@ impl Verdict {
 /// whatever order they meet. A conflict is two versions neither of which had seen the other.
 pub fn judge(incoming: &Vente, stored: Option<&Vente>) -> Verdict {
     let Some(stored) = stored else { return Verdict::Insert };
-    let concurrent = !incoming.seen.includes(&stored.seen) && !stored.seen.includes(&incoming.seen);
-    match incoming.version.cmp(&stored.version) {
+    judge_versions((&incoming.version, &incoming.seen), (&stored.version, &stored.seen))
+}
+
+/// `judge` on what it reads of each row: its version and its history.
+pub fn judge_versions(incoming: (&Version, &Seen), stored: (&Version, &Seen)) -> Verdict {
+    let concurrent = !incoming.1.includes(stored.1) && !stored.1.includes(incoming.1);
+    match incoming.0.cmp(stored.0) {
         std::cmp::Ordering::Equal => Verdict::Same,
         std::cmp::Ordering::Greater if concurrent => Verdict::ReplaceConflict,
         std::cmp::Ordering::Greater => Verdict::Replace,

@@ -129,6 +129,11 @@ pub trait Store: Send + Sync + 'static {
     /// clock moves past every version received, and the source's cursor moves to the batch's end.
     /// Idempotent and order-independent.
     async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError>;
+    /// Applies versions pushed by the region they were written in, as `apply` does a
+    /// `Batch::push`, in as few round trips as the engine allows (PostgreSQL: one message).
+    async fn push(&self, rows: &[Vente]) -> Result<Applied, StoreError> {
+        self.apply(&Batch::push(rows.to_vec())).await
+    }
     /// This database's identity (see `Source`).
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError>;
     /// How far this database has applied `source`'s feed.

@@ -1,12 +1,13 @@
 //! A TCP proxy on loopback that delays every byte by a fixed time in each direction, as a wide
 //! area link does (round trip = twice the delay), without limiting throughput: what is read is
 //! stamped and written once its time has come, while reading goes on. Stands in for the internet
-//! between sites in tests and benchmarks.
+//! between sites in tests and benchmarks, and counts the round trips that cross it: each time a
+//! client speaks again after its server answered (messages sent together, pipelined, are one).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,8 @@ pub struct DelayProxy {
     cut: Arc<AtomicBool>,
     /// Bumped at each cut, so that links opened before it end.
     generation: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Round trips begun on every link so far.
+    trips: Arc<AtomicU64>,
 }
 
 impl DelayProxy {
@@ -33,7 +36,8 @@ impl DelayProxy {
         let addr = listener.local_addr()?;
         let cut = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(tokio::sync::watch::Sender::new(0u64));
-        let (is_cut, cuts) = (cut.clone(), generation.clone());
+        let trips = Arc::new(AtomicU64::new(0));
+        let (is_cut, cuts, counted) = (cut.clone(), generation.clone(), trips.clone());
         let task = tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
@@ -42,13 +46,23 @@ impl DelayProxy {
                     continue;
                 }
                 let mut cut_now = cuts.subscribe();
+                let counted = counted.clone();
                 links.spawn(async move {
                     let Ok(server) = TcpStream::connect(upstream).await else { return };
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
+                    // Whether the server spoke since the client last did: the client's next chunk
+                    // then begins a round trip.
+                    let answered = AtomicBool::new(true);
+                    let asks = || {
+                        if answered.swap(false, Ordering::SeqCst) {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    };
+                    let answers = || answered.store(true, Ordering::SeqCst);
                     let link = async {
-                        tokio::join!(pump(client_read, server_write, one_way), pump(server_read, client_write, one_way));
+                        tokio::join!(pump(client_read, server_write, one_way, asks), pump(server_read, client_write, one_way, answers));
                     };
                     tokio::select! {
                         () = link => {}
@@ -57,7 +71,7 @@ impl DelayProxy {
                 });
             }
         });
-        Ok(Self { addr, task, cut, generation })
+        Ok(Self { addr, task, cut, generation, trips })
     }
 
     /// A proxy in front of the loopback PostgreSQL server a URL names
@@ -77,6 +91,12 @@ impl DelayProxy {
         self.addr
     }
 
+    /// Round trips begun through the proxy so far, on every connection: a client's messages sent
+    /// after its server's last answer begin one (connecting and authenticating take several).
+    pub fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::SeqCst)
+    }
+
     /// Cuts the link (every open connection is dropped, new ones are closed at once) or restores it.
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
@@ -93,8 +113,9 @@ impl Drop for DelayProxy {
     }
 }
 
-/// Copies `from` to `to`, each chunk `delay` after it was read.
-async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration) {
+/// Copies `from` to `to`, each chunk `delay` after it was read; `read` is told of each chunk as it
+/// arrives.
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration, read: impl Fn()) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reading = async move {
         let mut buffer = vec![0u8; 64 * 1024];
@@ -102,6 +123,7 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             match from.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    read();
                     if sender.send((Instant::now() + delay, buffer[..n].to_vec())).is_err() {
                         break;
                     }

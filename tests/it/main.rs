@@ -20,6 +20,7 @@ mod openapi;
 mod pages;
 mod pg_indexes;
 mod props;
+mod push;
 mod quarantine;
 mod restore;
 mod sync;

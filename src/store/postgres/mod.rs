@@ -8,6 +8,7 @@ mod analytics;
 mod apply;
 mod bulk;
 mod feed;
+mod push;
 mod quarantine;
 mod read;
 mod restore;
@@ -47,7 +48,12 @@ pub struct PgStore {
     /// Whether the quarantine may hold refused versions, which applies then release when an
     /// acceptable version arrives (checked once, set again by every refusal and every listing).
     refusals: AtomicBool,
+    /// A connection of its own, out of the pool, for pushes (`push.rs`).
+    push_lane: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
 }
+
+/// A pooled connection idle for longer is checked before use.
+const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
 impl PgStore {
     /// Prepares a lazy pool: nothing connects until the first call, so a region that is down at
@@ -68,6 +74,17 @@ impl PgStore {
             .min_connections(0)
             .acquire_timeout(limits.connect_timeout)
             .idle_timeout(Duration::from_secs(300))
+            // A ping before every statement would double its round trips over a wide-area link:
+            // only a connection idle for a while (a NAT may have dropped it) is checked first.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < CHECK_IF_IDLE_FOR {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .connect_lazy_with(options);
         Ok(Self {
             region,
@@ -78,6 +95,7 @@ impl PgStore {
             clock: system_clock(),
             max_future: DEFAULT_MAX_FUTURE,
             refusals: AtomicBool::new(true),
+            push_lane: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -222,6 +240,10 @@ impl Store for PgStore {
 
     async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         PgStore::apply(self, batch).await
+    }
+
+    async fn push(&self, rows: &[Vente]) -> Result<Applied, StoreError> {
+        PgStore::push(self, rows).await
     }
 
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
