@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Reader, Source, Store, StoreError, Witness};
+use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Reader, Source, Store, StoreError};
 use crate::domain::Backend;
 use crate::domain::ListQuery;
 use crate::domain::LocalWrite;
@@ -82,14 +82,22 @@ impl<G: Guard> Store for Guarded<G> {
     async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         self.call(self.inner.apply(batch)).await
     }
+    async fn push(&self, rows: &[Vente]) -> Result<Applied, StoreError> {
+        self.call(self.inner.push(rows)).await
+    }
+
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
         self.call(self.inner.db_id()).await
     }
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
         self.call(self.inner.cursor(source)).await
     }
-    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
-        self.call(self.inner.cursors()).await
+    async fn cursor_rows(&self) -> Result<Vec<crate::store::CursorRow>, StoreError> {
+        self.call(self.inner.cursor_rows()).await
+    }
+
+    async fn contact(&self, epochs: &[uuid::Uuid], open: Option<DateTime<Utc>>) -> Result<crate::store::Contact, StoreError> {
+        self.call(self.inner.contact(epochs, open)).await
     }
     async fn changes_since(
         &self,
@@ -108,9 +116,6 @@ impl<G: Guard> Store for Guarded<G> {
     }
     async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
         self.call(self.inner.held_epochs(epochs)).await
-    }
-    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
-        self.call(self.inner.witness(source)).await
     }
     async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
         self.call(self.inner.rotate_identity(old)).await

@@ -138,9 +138,24 @@ pub trait Store: Send + Sync + 'static {
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError>;
     /// How far this database has applied `source`'s feed.
     async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError>;
-    /// How far this database has applied each source database's feed, by source `db_id` (every
-    /// cursor it keeps, in one query): what it holds, as a reader of other feeds (`Reader`).
-    async fn cursors(&self) -> Result<HashMap<uuid::Uuid, FeedPosition>, StoreError>;
+    /// Every cursor this database keeps on other feeds, in one query: how far it has applied each
+    /// source database's feed (what it holds, as a reader: `Reader`), and the epoch it last read
+    /// each under (what it remembers of them: `Witness`).
+    async fn cursor_rows(&self) -> Result<Vec<CursorRow>, StoreError>;
+    /// What a round asks of a region when it starts, in one round trip where the engine allows
+    /// (PostgreSQL: one statement): its identity and feed horizon, whether a transaction below the
+    /// horizon still runs, which of `epochs` it holds (`held_epochs`), and, with `open`, the epoch
+    /// its readers record in this round (`open_epoch(open)`).
+    async fn contact(&self, epochs: &[uuid::Uuid], open: Option<DateTime<Utc>>) -> Result<Contact, StoreError> {
+        let db_id = self.db_id().await?;
+        let horizon = self.feed_horizon().await?;
+        let held = self.held_epochs(epochs).await?;
+        let epoch = match open {
+            Some(forget_before) => Some(self.open_epoch(forget_before).await?),
+            None => None,
+        };
+        Ok(Contact { db_id, horizon, settled: false, held, epoch })
+    }
     /// The next `limit` positions of this region's feed after `after`, in feed order; with
     /// `before` (a `feed_horizon`), only positions below it. With a `reader`, what it already
     /// holds is covered but not returned: versions received from it (row by row, `via`), and
@@ -163,9 +178,6 @@ pub trait Store: Send + Sync + 'static {
     async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError>;
     /// Those of `epochs` this database holds (a restore to an earlier point loses the later ones).
     async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError>;
-    /// What this database remembers of its reads of `source`: its cursor and the epoch it last
-    /// read under. `None` before any read.
-    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError>;
     /// Gives this database a new identity if it is still `old` (two servers detecting the same
     /// restore rotate it once) and returns the identity it has now. Its peers then read it from
     /// the start, and it reads them ignoring `via`. On PostgreSQL, rows whose feed position lies
@@ -336,7 +348,41 @@ pub struct Epoch {
     pub below: i64,
 }
 
-/// What a reader remembers of a source (`Store::witness`).
+/// A region at the start of a round (`Store::contact`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub db_id: uuid::Uuid,
+    /// Its `feed_horizon`.
+    pub horizon: i64,
+    /// Every transaction below the horizon had ended (`false`: perhaps not, see
+    /// `wait_for_older_transactions`).
+    pub settled: bool,
+    /// Those of the epochs asked about that it holds.
+    pub held: Vec<uuid::Uuid>,
+    /// The epoch opened, when asked.
+    pub epoch: Option<Epoch>,
+}
+
+/// One cursor a database keeps on another's feed (`Store::cursor_rows`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorRow {
+    pub source: RegionName,
+    pub source_db: uuid::Uuid,
+    pub witness: Witness,
+}
+
+/// How far a reader has applied each source database's feed, from its cursor rows: the furthest
+/// where several name one database.
+pub fn known_cursors(rows: &[CursorRow]) -> HashMap<uuid::Uuid, FeedPosition> {
+    let mut known = HashMap::new();
+    for row in rows {
+        let position = row.witness.cursor;
+        known.entry(row.source_db).and_modify(|p: &mut FeedPosition| *p = (*p).max(position)).or_insert(position);
+    }
+    known
+}
+
+/// What a reader remembers of a source: its cursor and the epoch it last read under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Witness {
     pub cursor: FeedPosition,

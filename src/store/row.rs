@@ -157,13 +157,3 @@ where
     }
     Ok((page, bad, healed))
 }
-
-/// Cursor rows (`source_db`, `pos`, `id`) by source database, the furthest where several name it.
-pub(crate) fn known_cursors(rows: Vec<(Uuid, i64, Uuid)>) -> std::collections::HashMap<Uuid, FeedPosition> {
-    let mut known = std::collections::HashMap::new();
-    for (source_db, pos, id) in rows {
-        let position = FeedPosition { pos, id };
-        known.entry(source_db).and_modify(|p: &mut FeedPosition| *p = (*p).max(position)).or_insert(position);
-    }
-    known
-}

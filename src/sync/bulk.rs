@@ -19,7 +19,10 @@ impl Engine {
         // sources, before any load begins.)
         // Asked of every region at once: this runs at every round. Errors are left to the usual
         // pairs, which report them.
-        let wanted = join_all(reached.iter().map(|target| target.store.wants_bulk_load())).await;
+        let wanted = join_all(reached.iter().map(|target| async move {
+            if self.pulls_into(&target.source.region) { target.store.wants_bulk_load().await } else { Ok(false) }
+        }))
+        .await;
         let empty: Vec<crate::domain::RegionName> = reached
             .iter()
             .zip(wanted)

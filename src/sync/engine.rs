@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
 use crate::domain::version::{WallClock, system_clock};
-use crate::store::{Batch, FeedPage, Reader, Source, Store, StoreError};
+use crate::store::{Batch, CursorRow, FeedPage, Reader, Source, Store, StoreError, known_cursors};
 
 /// How long a round waits, at most, for transactions already running to end before reading feeds.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -58,9 +58,16 @@ pub(super) struct Reached {
     pub(super) source: Source,
     /// Its feed is read only below this position during the round (`Store::feed_horizon`).
     pub(super) horizon: i64,
+    /// Every transaction below `horizon` had ended at the contact (else the round waits a moment).
+    settled: bool,
+    /// Those of the epochs its readers remember that it holds (`Store::contact`).
+    pub(super) held: Vec<uuid::Uuid>,
     /// What it holds as a reader, from its cursors at the start of the round (they only move
     /// forward, so it holds at least that); `None` if they could not be read (nothing skipped).
     reader: Option<Reader>,
+    /// Its cursor rows at the start of the round, where its pairs start reading (`None`: not a
+    /// target of this round, not read, or moved since by a bulk load: ask again).
+    pub(super) cursor_rows: Option<Vec<CursorRow>>,
     /// The epoch of its feed that reads record during this round (`sync::restore`).
     pub(super) epoch: Option<uuid::Uuid>,
 }
@@ -101,36 +108,50 @@ impl Engine {
         let clock = Instant::now();
         let deadline = clock + self.options.round_deadline;
 
-        // Who answers? (Each store call is bounded by its connect and statement timeouts.)
-        let probes = join_all(self.stores.iter().map(|store| async move {
-            let began = Instant::now();
-            let answer = store.db_id().await;
-            let latency = began.elapsed();
-            let answer = match answer {
-                Ok(db_id) => store.feed_horizon().await.map(|horizon| (db_id, horizon)),
-                Err(e) => Err(e),
-            };
-            // Its cursors say what it holds: pages it reads skip ranges of copies it holds.
-            let cursors = match answer {
-                Ok(_) if self.pulls_into(store.region()) => store.cursors().await.ok(),
-                _ => None,
-            };
-            (answer, latency, cursors)
+        // What each region this round fills remembers of its sources: its cursor rows (how far it
+        // read each, under which epoch), in one read each; at home, that read is local.
+        let rows = join_all(self.stores.iter().map(|store| async move {
+            if self.pulls_into(store.region()) { store.cursor_rows().await.ok() } else { None }
+        }))
+        .await;
+        // Then every region at once, one round trip each (each call is bounded by its connect and
+        // statement timeouts): who answers, its identity and feed horizon, which epochs its
+        // readers remember it still holds, and the epoch they record this round if it is read.
+        let forget_before = super::restore::forget_before(started_at);
+        let contacts = join_all(self.stores.iter().map(|store| {
+            let epochs: Vec<uuid::Uuid> = rows
+                .iter()
+                .flatten()
+                .flatten()
+                .filter(|row| row.source == *store.region())
+                .filter_map(|row| row.witness.epoch)
+                .collect();
+            let read = self.stores.iter().any(|target| target.region() != store.region() && self.pulls_into(target.region()));
+            async move {
+                let began = Instant::now();
+                let contact = store.contact(&epochs, read.then_some(forget_before)).await;
+                (contact, began.elapsed())
+            }
         }))
         .await;
         let mut regions: Vec<RegionOutcome> = Vec::with_capacity(self.stores.len());
         let mut reached = Vec::new();
-        for (store, (answer, latency, cursors)) in self.stores.iter().zip(probes) {
+        for ((store, (contact, latency)), cursor_rows) in self.stores.iter().zip(contacts).zip(rows) {
             let region = store.region().clone();
-            match answer {
-                Ok((db_id, horizon)) => {
-                    let reader = cursors.map(|cursors| Reader { db_id, cursors });
+            match contact {
+                Ok(contact) => {
+                    // Its cursors say what it holds: pages it reads skip ranges of copies it holds.
+                    let reader = cursor_rows.as_ref().map(|rows| Reader { db_id: contact.db_id, cursors: known_cursors(rows) });
                     reached.push(Reached {
                         store: store.clone(),
-                        source: Source { region: region.clone(), db_id },
-                        horizon,
+                        source: Source { region: region.clone(), db_id: contact.db_id },
+                        horizon: contact.horizon,
+                        settled: contact.settled,
+                        held: contact.held,
                         reader,
-                        epoch: None,
+                        cursor_rows,
+                        // Only its id: see `Epoch::below` for the rare case this leaves open.
+                        epoch: contact.epoch.map(|epoch| epoch.id),
                     });
                     regions.push(RegionOutcome { region, error: None, latency: Some(latency), rows_applied: 0, pending: 0 });
                 }
@@ -142,11 +163,10 @@ impl Engine {
         }
 
         // A region restored from a backup is found and given a new identity before anything is
-        // read; every source opens the epoch its readers record (see restore.rs).
-        let targets: Vec<bool> = reached.iter().map(|r| self.pulls_into(&r.source.region)).collect();
-        let checked = super::restore::check_and_open_epochs(&mut reached, &targets, started_at).await;
+        // read (see restore.rs).
+        let checked = super::restore::check(&mut reached, started_at).await;
         for (region, error) in checked.failed {
-            tracing::warn!(region = %region, %error, "région écartée de ce tour : contrôle de restauration impossible");
+            tracing::warn!(region = %region, %error, "région écartée de ce tour : restauration détectée mais non réparée");
             reached.retain(|r| r.source.region != region);
             if let Some(outcome) = regions.iter_mut().find(|r| r.region == region) {
                 outcome.error.get_or_insert(error);
@@ -162,13 +182,24 @@ impl Engine {
         }
 
         // A PostgreSQL feed reads only below the oldest transaction still running on its server:
-        // give transactions already under way (a write that just committed elsewhere, a neighbour
-        // database's) a moment to end, so the round carries what was committed before it began.
-        join_all(reached.iter().map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions(r.horizon)))).await;
+        // where one was running at the contact, give it a moment to end, so the round carries
+        // what was committed before it began.
+        join_all(
+            reached
+                .iter()
+                .filter(|r| !r.settled)
+                .map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions(r.horizon))),
+        )
+        .await;
 
-        // Empty regions with a large backlog are filled first, in bulk.
+        // Empty regions with a large backlog are filled first, in bulk; their cursors moved.
+        let loaded = self.bulk_loads(&reached, deadline).await;
+        for target in &mut reached {
+            if loaded.iter().any(|pair| pair.target == target.source.region) {
+                target.cursor_rows = None;
+            }
+        }
         let reached = &reached;
-        let loaded = self.bulk_loads(reached, deadline).await;
 
         // Every reachable target pulls from every other reachable source, all at once (bounded),
         // so a slow region delays only its own pairs. Applies into one target take turns in its
@@ -238,7 +269,17 @@ impl Engine {
     /// previous one is applied (a channel of one batch bounds memory).
     async fn sync_pair(&self, source: &Reached, target: &Reached, deadline: Instant) -> PairResult {
         let mut result = PairResult::new(&source.source, &target.source);
-        let start = match target.store.cursor(&source.source).await {
+        let known = target.cursor_rows.as_ref().map(|rows| {
+            rows.iter()
+                .find(|row| row.source == source.source.region && row.source_db == source.source.db_id)
+                .map(|row| row.witness.cursor)
+                .unwrap_or_default()
+        });
+        let start = match known {
+            Some(position) => Ok(position),
+            None => target.store.cursor(&source.source).await,
+        };
+        let start = match start {
             Ok(position) => position,
             Err(e) => {
                 result.error = Some((Side::Target, e.to_string()));

@@ -3,10 +3,11 @@
 //! keeps its identity (`dsms_meta.db_id`) but not its history. Its peers' cursors have passed feed
 //! positions it will hand out again (its new writes would never be read), and they hold, marked
 //! `via` its identity, rows it lost (they would never be sent back to it). Owns: detecting it at
-//! each contact and healing it. Leaves: the SQL (`Store::open_epoch`, `witness`, `held_epochs`,
+//! each contact and healing it. Leaves: the SQL (`Store::contact`, `cursor_rows`, `open_epoch`,
 //! `rotate_identity`), the round's shape (engine.rs).
 //!
-//! Detection, by a mark a restore cannot keep. At each round, every source records an epoch (a
+//! Detection, by a mark a restore cannot keep, checked in the round's first contact with each
+//! region (`Store::contact`: one round trip, with its identity and horizon). At each round, every source records an epoch (a
 //! random id, only when its feed moved since the last one), and each target records, in its cursor
 //! row on that source and in the same transaction as each applied batch, the epoch it read under.
 //! Every change the target read had committed before that epoch was recorded (`Epoch::below`), so
@@ -34,111 +35,78 @@ use futures::future::join_all;
 use super::engine::Reached;
 use super::report::RestoreDetected;
 use crate::domain::RegionName;
-use crate::store::{Store, StoreError, Witness};
+use crate::store::Witness;
 
 /// Epochs are forgotten after this (the latest of each database excepted): a region that has not
 /// read a source for longer finds its epoch missing and the source is read again by everyone, as
 /// after a restore. Safe, and rare.
 const FORGET_EPOCHS_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// What the check found: regions found restored (and healed), regions it could not check or
-/// prepare (with the error: they sit this round out).
+/// Epochs older than this, at `now`, may be forgotten (`Store::open_epoch`).
+pub(super) fn forget_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(FORGET_EPOCHS_AFTER).unwrap_or(chrono::Duration::MAX)
+}
+
+/// What the check found: regions found restored (and healed), regions it could not heal (with the
+/// error: they sit this round out).
 #[derive(Default)]
 pub(super) struct Checked {
     pub restored: Vec<RestoreDetected>,
     pub failed: Vec<(RegionName, String)>,
 }
 
-/// Checks every reached source against what every other reached region remembers of it, heals
-/// those that went back in time, then opens this round's epoch on every source.
-///
-/// `targets[i]`: whether this round pulls into `reached[i]` (with a home, only home is filled).
-pub(super) async fn check_and_open_epochs(reached: &mut [Reached], targets: &[bool], now: DateTime<Utc>) -> Checked {
+/// Checks every reached source against what every reached target remembers of it (their cursor
+/// rows, read before the contact that told which epochs the source holds), and heals those that
+/// went back in time: a new identity, and a new epoch when this round reads them.
+pub(super) async fn check(reached: &mut [Reached], now: DateTime<Utc>) -> Checked {
     let mut checked = Checked::default();
-    // What each target remembers of each source (errors are left to the pairs, which report them).
-    let contacts = &*reached;
-    let asks = contacts.iter().zip(targets).filter(|(_, pulled)| **pulled).map(|(target, _)| target).flat_map(|target| {
-        contacts
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.source.region != target.source.region)
-            .map(move |(i, source)| async move { (i, target.source.region.clone(), target.store.witness(&source.source).await) })
-    });
-    let witnesses: Vec<(usize, RegionName, Witness)> = join_all(asks)
-        .await
-        .into_iter()
-        .filter_map(|(i, target, witness)| match witness {
-            Ok(Some(witness)) => Some((i, target, witness)),
-            _ => None,
+    let found: Vec<Option<String>> = reached
+        .iter()
+        .map(|source| {
+            let witnesses: Vec<(&RegionName, &Witness)> = reached
+                .iter()
+                .filter(|target| target.source.region != source.source.region)
+                .filter_map(|target| {
+                    let rows = target.cursor_rows.as_ref()?;
+                    let row = rows.iter().find(|r| r.source == source.source.region && r.source_db == source.source.db_id)?;
+                    Some((&target.source.region, &row.witness))
+                })
+                .collect();
+            evidence(source.horizon, &source.held, &witnesses)
         })
         .collect();
-    let verdicts = join_all(contacts.iter().enumerate().map(|(i, source)| {
-        let mine: Vec<&(usize, RegionName, Witness)> = witnesses.iter().filter(|(s, _, _)| *s == i).collect();
-        async move { evidence(source.store.as_ref(), source.horizon, &mine).await }
+    let healed = join_all(reached.iter().zip(found).map(|(contact, evidence)| async move {
+        let evidence = evidence?;
+        let healed = match contact.store.rotate_identity(contact.source.db_id).await {
+            Ok(fresh) if contact.epoch.is_some() => contact.store.open_epoch(forget_before(now)).await.map(|epoch| (fresh, Some(epoch.id))),
+            Ok(fresh) => Ok((fresh, None)),
+            Err(e) => Err(e),
+        };
+        Some((evidence, healed))
     }))
     .await;
-    for (contact, verdict) in reached.iter_mut().zip(verdicts) {
+    for (contact, healed) in reached.iter_mut().zip(healed) {
+        let Some((evidence, healed)) = healed else { continue };
         let region = contact.source.region.clone();
-        let evidence = match verdict {
-            Ok(None) => None,
-            Ok(Some(evidence)) => Some(evidence),
-            Err(e) => {
-                checked.failed.push((region, e.to_string()));
-                continue;
+        match healed {
+            Ok((fresh, epoch)) => {
+                tracing::warn!(region = %region, %evidence, ancienne = %contact.source.db_id, nouvelle = %fresh,
+                    "région restaurée ou revenue en arrière : nouvelle identité, ses pairs la relisent en entier et elle relit tout ce qu'elle avait envoyé");
+                contact.source.db_id = fresh;
+                contact.epoch = epoch;
+                checked.restored.push(RestoreDetected { region, evidence });
             }
-        };
-        if let Some(evidence) = evidence {
-            match contact.store.rotate_identity(contact.source.db_id).await {
-                Ok(fresh) => {
-                    tracing::warn!(region = %region, %evidence, ancienne = %contact.source.db_id, nouvelle = %fresh,
-                        "région restaurée ou revenue en arrière : nouvelle identité, ses pairs la relisent en entier et elle relit tout ce qu'elle avait envoyé");
-                    contact.source.db_id = fresh;
-                    checked.restored.push(RestoreDetected { region: region.clone(), evidence });
-                }
-                Err(e) => {
-                    checked.failed.push((region, e.to_string()));
-                    continue;
-                }
-            }
-        }
-    }
-    // This round's epoch on every source some target of this round reads.
-    let forget_before = now - chrono::Duration::from_std(FORGET_EPOCHS_AFTER).unwrap_or(chrono::Duration::MAX);
-    let read = |i: usize| targets.iter().enumerate().any(|(t, pulled)| *pulled && t != i);
-    let opened = join_all(
-        reached
-            .iter()
-            .enumerate()
-            .map(|(i, c)| async move { if read(i) { c.store.open_epoch(forget_before).await.map(Some) } else { Ok(None) } }),
-    )
-    .await;
-    for (contact, opened) in reached.iter_mut().zip(opened) {
-        match opened {
-            Ok(None) => {}
-            Ok(Some(epoch)) => {
-                // Not `horizon.min(epoch.below)`: on a shared PostgreSQL server other databases'
-                // short transactions keep `below` just under the horizon at almost every round, and
-                // the changes they hold back would wait a round (lag) far more often than the rare
-                // case it guards against: a transaction still running when the epoch is recorded,
-                // committed before the feed is read, and a backup taken in between. Known limit.
-                contact.epoch = Some(epoch.id);
-            }
-            Err(e) => {
-                let region = contact.source.region.clone();
-                if !checked.failed.iter().any(|(r, _)| *r == region) {
-                    checked.failed.push((region, e.to_string()));
-                }
-            }
+            Err(e) => checked.failed.push((region, e.to_string())),
         }
     }
     checked
 }
 
-/// Why `source` went back in time, by what its readers remember (`None`: it did not, as far as
-/// they can tell).
-async fn evidence(source: &dyn Store, horizon: i64, witnesses: &[&(usize, RegionName, Witness)]) -> Result<Option<String>, StoreError> {
+/// Why a source went back in time, by what its readers remember (`None`: it did not, as far as
+/// they can tell): `horizon` its feed horizon, `held` those of their epochs it holds.
+fn evidence(horizon: i64, held: &[uuid::Uuid], witnesses: &[(&RegionName, &Witness)]) -> Option<String> {
     let mut found = Vec::new();
-    for (_, target, witness) in witnesses {
+    for (target, witness) in witnesses {
         if witness.cursor.pos > 0 && witness.cursor.pos >= horizon {
             found.push(format!(
                 "{target} a déjà lu jusqu'à la position {} de son journal, qui s'arrête avant {horizon}",
@@ -146,12 +114,10 @@ async fn evidence(source: &dyn Store, horizon: i64, witnesses: &[&(usize, Region
             ));
         }
     }
-    let epochs: Vec<uuid::Uuid> = witnesses.iter().filter_map(|(_, _, w)| w.epoch).collect();
-    let held = source.held_epochs(&epochs).await?;
-    for (_, target, witness) in witnesses {
+    for (target, witness) in witnesses {
         if let Some(epoch) = witness.epoch.filter(|e| !held.contains(e)) {
             found.push(format!("l'époque {epoch} lue par {target} n'y figure plus"));
         }
     }
-    Ok(if found.is_empty() { None } else { Some(found.join(" ; ")) })
+    if found.is_empty() { None } else { Some(found.join(" ; ")) }
 }

@@ -17,7 +17,7 @@ use crate::domain::RegionSales;
 use crate::domain::WriteOutcome;
 use crate::domain::lww::Conflict;
 use crate::domain::{NewVente, RegionName, Vente, VenteId};
-use crate::store::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Reader, Source, Store, StoreError, Witness};
+use crate::store::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Reader, Source, Store, StoreError};
 
 /// What one store was asked during the timed part of a benchmark.
 #[derive(Debug, Default)]
@@ -191,16 +191,16 @@ impl Store for Timed {
         applied
     }
 
+    async fn push(&self, rows: &[crate::domain::Vente]) -> Result<Applied, StoreError> {
+        self.other(self.inner.push(rows)).await
+    }
+
     async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
         self.other(self.inner.open_epoch(forget_before)).await
     }
 
     async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
         self.other(self.inner.held_epochs(epochs)).await
-    }
-
-    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
-        self.other(self.inner.witness(source)).await
     }
 
     async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
@@ -228,8 +228,12 @@ impl Store for Timed {
         self.other(self.inner.cursor(source)).await
     }
 
-    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
-        self.other(self.inner.cursors()).await
+    async fn cursor_rows(&self) -> Result<Vec<crate::store::CursorRow>, StoreError> {
+        self.other(self.inner.cursor_rows()).await
+    }
+
+    async fn contact(&self, epochs: &[uuid::Uuid], open: Option<DateTime<Utc>>) -> Result<crate::store::Contact, StoreError> {
+        self.other(self.inner.contact(epochs, open)).await
     }
 
     async fn changes_since(

@@ -2,13 +2,13 @@
 //! read only below the oldest transaction still running, so a late commit is never skipped;
 //! cursors, horizons and `LISTEN` wake-ups.
 
-use std::collections::HashMap;
 
 use super::COLUMNS;
 use super::PgStore;
-use crate::store::row::{feed_page, known_cursors};
+use crate::store::row::feed_page;
 use crate::store::skip::{self, LOG_ROWS_PER_PAGE, Logged, Segment};
-use crate::store::{Blocker, FeedHold, FeedPage, FeedPosition, Reader, Source, StoreError};
+use crate::domain::RegionName;
+use crate::store::{CursorRow, Witness, Blocker, FeedHold, FeedPage, FeedPosition, Reader, Source, StoreError};
 
 /// A `pg_stat_activity` row: pid, database, transaction age in seconds, state.
 type BlockerRow = (i32, Option<String>, Option<f64>, Option<String>);
@@ -39,11 +39,18 @@ impl PgStore {
         .await
     }
 
-    pub(super) async fn cursors(&self) -> Result<HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+    pub(super) async fn cursor_rows(&self) -> Result<Vec<CursorRow>, StoreError> {
         self.bounded(async {
-            let rows: Vec<(uuid::Uuid, i64, uuid::Uuid)> =
-                sqlx::query_as("SELECT source_db, pos, id FROM dsms_cursor").fetch_all(&self.pool).await.map_err(self.err())?;
-            Ok(known_cursors(rows))
+            let rows: Vec<(String, uuid::Uuid, i64, uuid::Uuid, Option<uuid::Uuid>)> =
+                sqlx::query_as("SELECT source, source_db, pos, id, epoch FROM dsms_cursor").fetch_all(&self.pool).await.map_err(self.err())?;
+            Ok(rows
+                .into_iter()
+                .map(|(source, source_db, pos, id, epoch)| CursorRow {
+                    source: RegionName::new(&source),
+                    source_db,
+                    witness: Witness { cursor: FeedPosition { pos, id }, epoch },
+                })
+                .collect())
         })
         .await
     }

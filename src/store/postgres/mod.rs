@@ -25,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
-use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError, Witness};
+use super::{Applied, Batch, BulkLoad, Epoch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError};
 use crate::domain::lww::Conflict;
 use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
@@ -258,8 +258,12 @@ impl Store for PgStore {
         PgStore::cursor(self, source).await
     }
 
-    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
-        PgStore::cursors(self).await
+    async fn contact(&self, epochs: &[uuid::Uuid], open: Option<DateTime<Utc>>) -> Result<crate::store::Contact, StoreError> {
+        PgStore::contact(self, epochs, open).await
+    }
+
+    async fn cursor_rows(&self) -> Result<Vec<crate::store::CursorRow>, StoreError> {
+        Self::cursor_rows(self).await
     }
 
     async fn changes_since(
@@ -278,10 +282,6 @@ impl Store for PgStore {
 
     async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
         PgStore::held_epochs(self, epochs).await
-    }
-
-    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
-        PgStore::witness(self, source).await
     }
 
     async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {

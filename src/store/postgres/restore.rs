@@ -5,9 +5,50 @@
 use chrono::{DateTime, Utc};
 
 use super::PgStore;
-use crate::store::{Epoch, FeedPosition, Source, StoreError, Witness};
+use crate::store::{Contact, Epoch, StoreError};
 
 impl PgStore {
+    /// `Store::contact` in one statement: identity, snapshot, epochs held and, when asked, the
+    /// epoch opened as `open_epoch` does.
+    pub(super) async fn contact(&self, epochs: &[uuid::Uuid], open: Option<DateTime<Utc>>) -> Result<Contact, StoreError> {
+        let fresh = uuid::Uuid::new_v4();
+        self.bounded(async {
+            let (db_id, horizon, oldest, held, epoch, below): (uuid::Uuid, i64, i64, Vec<uuid::Uuid>, Option<uuid::Uuid>, Option<i64>) =
+                sqlx::query_as(
+                    "WITH snap AS (SELECT pg_current_snapshot() AS s), \
+                     last AS (SELECT epoch, below FROM dsms_epoch ORDER BY n DESC LIMIT 1), \
+                     moved AS (SELECT $3 AND (NOT EXISTS (SELECT 1 FROM last) \
+                         OR EXISTS (SELECT 1 FROM vente WHERE txid >= (SELECT below FROM last)::text::xid8)) AS yes), \
+                     added AS (INSERT INTO dsms_epoch (epoch, below) \
+                         SELECT $1, pg_snapshot_xmin(pg_current_snapshot())::text::int8 FROM moved WHERE yes \
+                         RETURNING epoch, below), \
+                     forgotten AS (DELETE FROM dsms_epoch WHERE $3 AND created_at < $2 AND n < (SELECT max(n) FROM dsms_epoch)), \
+                     opened AS (SELECT epoch, below FROM added \
+                         UNION ALL SELECT epoch, below FROM last WHERE $3 AND NOT (SELECT yes FROM moved)) \
+                     SELECT m.db_id, pg_snapshot_xmax(snap.s)::text::int8, pg_snapshot_xmin(snap.s)::text::int8, \
+                         ARRAY(SELECT e.epoch FROM dsms_epoch e WHERE e.epoch = ANY($4)), \
+                         (SELECT epoch FROM opened LIMIT 1), (SELECT below FROM opened LIMIT 1) \
+                     FROM dsms_meta m, snap",
+                )
+                .bind(fresh)
+                .bind(open.unwrap_or_default())
+                .bind(open.is_some())
+                .bind(epochs)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(self.err())?;
+            let epoch = match (open, epoch, below) {
+                (None, _, _) => None,
+                (Some(_), Some(id), Some(below)) => Some(Epoch { id, below }),
+                (Some(_), _, _) => {
+                    return Err(StoreError::Database { region: self.region.clone(), message: "aucune époque ouverte".into() });
+                }
+            };
+            Ok(Contact { db_id, horizon, settled: oldest >= horizon, held, epoch })
+        })
+        .await
+    }
+
     pub(super) async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
         // One statement: the latest epoch stays while no change has committed at or above its
         // `below`; else a new one is recorded, `below` being the oldest transaction still running
@@ -46,20 +87,6 @@ impl PgStore {
                 .await
                 .map_err(self.err())?;
             Ok(held.into_iter().map(|(e,)| e).collect())
-        })
-        .await
-    }
-
-    pub(super) async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
-        self.bounded(async {
-            let row: Option<(i64, uuid::Uuid, Option<uuid::Uuid>)> =
-                sqlx::query_as("SELECT pos, id, epoch FROM dsms_cursor WHERE source = $1 AND source_db = $2")
-                    .bind(source.region.as_str())
-                    .bind(source.db_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(self.err())?;
-            Ok(row.map(|(pos, id, epoch)| Witness { cursor: FeedPosition { pos, id }, epoch }))
         })
         .await
     }

@@ -1,13 +1,13 @@
 //! The SQLite change feed: a counter advanced under the write lock, gap-free in commit order;
 //! cursors and horizons.
 
-use std::collections::HashMap;
 
 use super::COLUMNS;
 use super::SqliteStore;
-use crate::store::row::{feed_page, known_cursors};
+use crate::store::row::feed_page;
 use crate::store::skip::{self, LOG_ROWS_PER_PAGE, Logged};
-use crate::store::{FeedPage, FeedPosition, Reader, Source, StoreError};
+use crate::domain::RegionName;
+use crate::store::{CursorRow, Witness, FeedPage, FeedPosition, Reader, Source, StoreError};
 
 impl SqliteStore {
     pub(super) async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
@@ -23,11 +23,18 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn cursors(&self) -> Result<HashMap<uuid::Uuid, FeedPosition>, StoreError> {
+    pub(super) async fn cursor_rows(&self) -> Result<Vec<CursorRow>, StoreError> {
         self.bounded(async {
-            let rows: Vec<(uuid::Uuid, i64, uuid::Uuid)> =
-                sqlx::query_as("SELECT source_db, pos, id FROM dsms_cursor").fetch_all(&self.pool).await.map_err(self.err())?;
-            Ok(known_cursors(rows))
+            let rows: Vec<(String, uuid::Uuid, i64, uuid::Uuid, Option<uuid::Uuid>)> =
+                sqlx::query_as("SELECT source, source_db, pos, id, epoch FROM dsms_cursor").fetch_all(&self.pool).await.map_err(self.err())?;
+            Ok(rows
+                .into_iter()
+                .map(|(source, source_db, pos, id, epoch)| CursorRow {
+                    source: RegionName::new(&source),
+                    source_db,
+                    witness: Witness { cursor: FeedPosition { pos, id }, epoch },
+                })
+                .collect())
         })
         .await
     }

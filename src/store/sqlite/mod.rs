@@ -23,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::quarantine::{Bad, DEFAULT_MAX_FUTURE};
 use super::row::VenteRow;
-use super::{Applied, Batch, Epoch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError, Witness};
+use super::{Applied, Batch, Epoch, FeedPage, FeedPosition, Limits, Reader, Source, Store, StoreError};
 use crate::domain::lww::Conflict;
 use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
@@ -231,8 +231,8 @@ impl Store for SqliteStore {
         SqliteStore::cursor(self, source).await
     }
 
-    async fn cursors(&self) -> Result<std::collections::HashMap<uuid::Uuid, FeedPosition>, StoreError> {
-        SqliteStore::cursors(self).await
+    async fn cursor_rows(&self) -> Result<Vec<crate::store::CursorRow>, StoreError> {
+        Self::cursor_rows(self).await
     }
 
     async fn changes_since(
@@ -251,10 +251,6 @@ impl Store for SqliteStore {
 
     async fn held_epochs(&self, epochs: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
         SqliteStore::held_epochs(self, epochs).await
-    }
-
-    async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
-        SqliteStore::witness(self, source).await
     }
 
     async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{ROWS_PER_STATEMENT, SqliteStore};
-use crate::store::{Epoch, FeedPosition, Source, StoreError, Witness};
+use crate::store::{Epoch, StoreError};
 
 impl SqliteStore {
     pub(super) async fn open_epoch(&self, forget_before: DateTime<Utc>) -> Result<Epoch, StoreError> {
@@ -60,20 +60,6 @@ impl SqliteStore {
                 held.extend(found.into_iter().map(|(e,)| e));
             }
             Ok(held)
-        })
-        .await
-    }
-
-    pub(super) async fn witness(&self, source: &Source) -> Result<Option<Witness>, StoreError> {
-        self.bounded(async {
-            let row: Option<(i64, uuid::Uuid, Option<uuid::Uuid>)> =
-                sqlx::query_as("SELECT pos, id, epoch FROM dsms_cursor WHERE source = ? AND source_db = ?")
-                    .bind(source.region.as_str())
-                    .bind(source.db_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(self.err())?;
-            Ok(row.map(|(pos, id, epoch)| Witness { cursor: FeedPosition { pos, id }, epoch }))
         })
         .await
     }
