@@ -317,6 +317,7 @@ mod tests {
             latency: None,
             rows_applied: 0,
             pending: 7,
+            round_trips: 0,
         };
         let pair = |s: &str, t: &str| PairOutcome {
             source: name(s),

@@ -28,6 +28,7 @@ pub struct Metrics {
     rows_skipped: IntCounterVec,
     conflicts: IntCounter,
     restores: IntCounterVec,
+    round_trips: IntCounterVec,
     region_up: IntGaugeVec,
     region_lag: IntGaugeVec,
     region_offset: GaugeVec,
@@ -79,6 +80,13 @@ impl Metrics {
             ),
             &["source", "target"],
         )?;
+        let round_trips = IntCounterVec::new(
+            Opts::new(
+                "dsms_sync_round_trips_total",
+                "Round trips sync rounds made to a region's database (statements that waited for an answer; none for a local SQLite file), by region",
+            ),
+            &["region"],
+        )?;
         let conflicts = IntCounter::new("dsms_conflicts_total", "Concurrent writes logged as conflicts by sync rounds")?;
         let restores = IntCounterVec::new(
             Opts::new(
@@ -129,6 +137,7 @@ impl Metrics {
         registry.register(Box::new(rows_skipped.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
         registry.register(Box::new(restores.clone()))?;
+        registry.register(Box::new(round_trips.clone()))?;
         registry.register(Box::new(region_up.clone()))?;
         registry.register(Box::new(region_lag.clone()))?;
         registry.register(Box::new(region_offset.clone()))?;
@@ -144,6 +153,7 @@ impl Metrics {
         for region in regions.iter() {
             region_up.with_label_values(&[region.as_str()]);
             restores.with_label_values(&[region.as_str()]);
+            round_trips.with_label_values(&[region.as_str()]);
             region_lag.with_label_values(&[region.as_str()]);
             clock_skewed.with_label_values(&[region.as_str()]);
             quarantined.with_label_values(&[region.as_str()]);
@@ -161,6 +171,7 @@ impl Metrics {
             rows_skipped,
             conflicts,
             restores,
+            round_trips,
             region_up,
             region_lag,
             region_offset,
@@ -188,6 +199,9 @@ impl Metrics {
         self.conflicts.inc_by(report.conflicts);
         for restore in &report.restores {
             self.restores.with_label_values(&[restore.region.as_str()]).inc();
+        }
+        for region in report.regions.iter().filter(|r| r.round_trips > 0) {
+            self.round_trips.with_label_values(&[region.region.as_str()]).inc_by(region.round_trips);
         }
         for region in report.regions.iter().filter(|r| r.reached()) {
             self.region_lag.with_label_values(&[region.region.as_str()]).set(i64::try_from(region.pending).unwrap_or(i64::MAX));

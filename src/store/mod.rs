@@ -17,6 +17,7 @@ pub mod state;
 pub mod url;
 pub mod users;
 
+pub use postgres::RoundTrips;
 pub use url::{DatabaseUrl, RegionConfig};
 
 use std::collections::HashMap;

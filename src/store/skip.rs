@@ -121,6 +121,17 @@ pub(crate) fn plan(after: FeedPosition, bound: i64, mut logged: Vec<Logged>, cap
     Plan { segments, truncated }
 }
 
+/// The segments of `plan` still to read once the positions below `upto` (of its first segment)
+/// were read with the page's first statement; the empty ones left out.
+pub(crate) fn unread(plan: &Plan, upto: i64) -> Vec<Segment> {
+    plan.segments
+        .iter()
+        .filter(|s| s.before > upto)
+        .map(|s| Segment { after: s.after.max(FeedPosition { pos: upto - 1, id: uuid::Uuid::max() }), ..*s })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Completes a page read along `plan` (`read`: its rows, at most `limit`, in feed order): the
 /// ranges it skipped, where it ends, whether more follows.
 pub(crate) fn finish(plan: &Plan, mut read: FeedPage, limit: u32) -> FeedPage {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::report::{PairOutcome, RegionOutcome, RoundReport, RoundStatus};
 use crate::domain::version::{WallClock, system_clock};
-use crate::store::{Batch, CursorRow, FeedPage, Reader, Source, Store, StoreError, known_cursors};
+use crate::store::{Batch, CursorRow, FeedPage, Reader, RoundTrips, Source, Store, StoreError, known_cursors};
 
 /// How long a round waits, at most, for transactions already running to end before reading feeds.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -104,28 +104,37 @@ impl Engine {
     /// Runs one round. Never fails as a whole: unreachable regions are reported and skipped, and
     /// the others sync among themselves.
     pub async fn round(&self) -> RoundReport {
+        // Every call the round makes runs in this task (joined, never spawned): the round trips
+        // they make to each region are counted for it alone, not with requests served meanwhile.
+        let trips = RoundTrips::default();
+        let mut report = trips.scope(self.round_uncounted()).await;
+        for region in &mut report.regions {
+            region.round_trips = trips.of(&region.region);
+        }
+        log_round(&report);
+        report
+    }
+
+    async fn round_uncounted(&self) -> RoundReport {
         let started_at = (self.clock)();
         let clock = Instant::now();
         let deadline = clock + self.options.round_deadline;
 
         // What each region this round fills remembers of its sources: its cursor rows (how far it
         // read each, under which epoch), in one read each; at home, that read is local.
-        let rows = join_all(self.stores.iter().map(|store| async move {
-            if self.pulls_into(store.region()) { store.cursor_rows().await.ok() } else { None }
-        }))
+        let rows = join_all(
+            self.stores
+                .iter()
+                .map(|store| async move { if self.pulls_into(store.region()) { store.cursor_rows().await.ok() } else { None } }),
+        )
         .await;
         // Then every region at once, one round trip each (each call is bounded by its connect and
         // statement timeouts): who answers, its identity and feed horizon, which epochs its
         // readers remember it still holds, and the epoch they record this round if it is read.
         let forget_before = super::restore::forget_before(started_at);
         let contacts = join_all(self.stores.iter().map(|store| {
-            let epochs: Vec<uuid::Uuid> = rows
-                .iter()
-                .flatten()
-                .flatten()
-                .filter(|row| row.source == *store.region())
-                .filter_map(|row| row.witness.epoch)
-                .collect();
+            let epochs: Vec<uuid::Uuid> =
+                rows.iter().flatten().flatten().filter(|row| row.source == *store.region()).filter_map(|row| row.witness.epoch).collect();
             let read = self.stores.iter().any(|target| target.region() != store.region() && self.pulls_into(target.region()));
             async move {
                 let began = Instant::now();
@@ -153,11 +162,25 @@ impl Engine {
                         // Only its id: see `Epoch::below` for the rare case this leaves open.
                         epoch: contact.epoch.map(|epoch| epoch.id),
                     });
-                    regions.push(RegionOutcome { region, error: None, latency: Some(latency), rows_applied: 0, pending: 0 });
+                    regions.push(RegionOutcome {
+                        region,
+                        error: None,
+                        latency: Some(latency),
+                        rows_applied: 0,
+                        pending: 0,
+                        round_trips: 0,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(region = %region, error = %e, "région injoignable pour la synchronisation");
-                    regions.push(RegionOutcome { region, error: Some(e.to_string()), latency: None, rows_applied: 0, pending: 0 });
+                    regions.push(RegionOutcome {
+                        region,
+                        error: Some(e.to_string()),
+                        latency: None,
+                        rows_applied: 0,
+                        pending: 0,
+                        round_trips: 0,
+                    });
                 }
             }
         }
@@ -185,10 +208,7 @@ impl Engine {
         // where one was running at the contact, give it a moment to end, so the round carries
         // what was committed before it began.
         join_all(
-            reached
-                .iter()
-                .filter(|r| !r.settled)
-                .map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions(r.horizon))),
+            reached.iter().filter(|r| !r.settled).map(|r| tokio::time::timeout(SETTLE, r.store.wait_for_older_transactions(r.horizon))),
         )
         .await;
 
@@ -252,7 +272,7 @@ impl Engine {
             (_, up) if up >= 2 => RoundStatus::Partial,
             _ => RoundStatus::Failed,
         };
-        let report = RoundReport {
+        RoundReport {
             started_at,
             duration: clock.elapsed(),
             status,
@@ -260,9 +280,7 @@ impl Engine {
             pairs: pairs.into_iter().map(PairResult::into_outcome).collect(),
             conflicts,
             restores: checked.restored,
-        };
-        log_round(&report);
-        report
+        }
     }
 
     /// Moves `source`'s new changes into `target`, streaming: the next batch is read while the

@@ -30,6 +30,10 @@ pub struct RegionOutcome {
     pub rows_applied: u64,
     /// Changes this region holds that some reachable region has not received yet, after the round.
     pub pending: u64,
+    /// Round trips the round made to this region's database: statements sent, each waiting for
+    /// its answer (PostgreSQL; a local SQLite file takes none). With `home`, the pair that reads
+    /// a remote region is the only one to reach it.
+    pub round_trips: u64,
 }
 
 impl RegionOutcome {
@@ -67,6 +71,13 @@ pub struct RoundReport {
     pub conflicts: u64,
     /// Regions found to have gone back in time (restored from a backup) and healed.
     pub restores: Vec<RestoreDetected>,
+}
+
+impl RoundReport {
+    /// Round trips the round made, every region together.
+    pub fn round_trips(&self) -> u64 {
+        self.regions.iter().map(|r| r.round_trips).sum()
+    }
 }
 
 /// A region whose database went back in time, found at the start of a round (`sync::restore`):

@@ -32,6 +32,9 @@ pub struct RegionReportJson {
     pub rows_applied: u64,
     /// Rows known to remain in this region's feed (the round hit its deadline), a lower bound.
     pub pending: u64,
+    /// Round trips the round made to this region's database (statements that waited for an
+    /// answer; 0 for a local SQLite file).
+    pub round_trips: u64,
 }
 
 /// Rows moved from one region to another.
@@ -63,6 +66,8 @@ pub struct RoundJson {
     pub rows_applied: u64,
     /// Conflicts newly logged during the round.
     pub conflicts: u64,
+    /// Round trips made to the regions' databases, all together.
+    pub round_trips: u64,
     /// Which regions failed and why; null on success.
     pub error: Option<String>,
     pub regions: Vec<RegionReportJson>,
@@ -77,6 +82,7 @@ impl From<&RoundReport> for RoundJson {
             duration_ms: r.duration.as_secs_f64() * 1000.0,
             rows_applied: r.rows_applied(),
             conflicts: r.conflicts,
+            round_trips: r.round_trips(),
             error: r.error_summary(),
             regions: r
                 .regions
@@ -88,6 +94,7 @@ impl From<&RoundReport> for RoundJson {
                     latency_ms: g.latency.map(|l| l.as_secs_f64() * 1000.0),
                     rows_applied: g.rows_applied,
                     pending: g.pending,
+                    round_trips: g.round_trips,
                 })
                 .collect(),
             pairs: r

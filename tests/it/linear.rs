@@ -13,12 +13,21 @@ use dsms::sync::engine::{Engine, EngineOptions};
 use dsms::sync::report::{RoundReport, RoundStatus};
 use dsms::testkit::flaky::{Flaky, FlakyStore};
 
+use crate::helpers::pg_database;
+
 const SIX: [&str; 6] = ["Dakar", "Thies", "Saint-Louis", "Ziguinchor", "Kaolack", "Tambacounda"];
 
+type Regions = (Vec<Arc<dyn Store>>, Vec<Arc<FlakyStore>>, Engine);
+
 /// Six migrated SQLite regions, each behind a drill switch, and the engine over them.
-async fn six_regions(dir: &std::path::Path, batch_size: u32) -> (Vec<Arc<dyn Store>>, Vec<Arc<FlakyStore>>, Engine) {
+async fn six_regions(dir: &std::path::Path, batch_size: u32) -> Regions {
+    six_regions_at(SIX.iter().map(|n| DatabaseUrl::Sqlite(dir.join(format!("{n}.db")))).collect(), batch_size).await
+}
+
+/// Six migrated regions at `urls`, each behind a drill switch, and the engine over them.
+async fn six_regions_at(urls: Vec<DatabaseUrl>, batch_size: u32) -> Regions {
     let limits = Limits { connect_timeout: Duration::from_secs(2), statement_timeout: Duration::from_secs(30) };
-    let config = Config::with_regions(SIX.iter().map(|n| (*n, DatabaseUrl::Sqlite(dir.join(format!("{n}.db"))))).collect());
+    let config = Config::with_regions(SIX.iter().copied().zip(urls).collect());
     let mut real = Vec::new();
     for region in &config.regions {
         let store = store::open(region, limits).await.unwrap();
@@ -61,8 +70,17 @@ async fn assert_identical(stores: &[Arc<dyn Store>]) {
 async fn six_regions_read_each_new_sale_once_per_region_and_nearly_nothing_after() {
     let dir = tempfile::tempdir().unwrap();
     // Small batches: several applies (and log rows) per pair, several pages per read.
-    let (real, flaky, engine) = six_regions(dir.path(), 500).await;
+    read_each_sale_once(six_regions(dir.path(), 500).await).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_postgresql_regions_read_each_new_sale_once_per_region_and_nearly_nothing_after() {
+    let urls: Option<Vec<DatabaseUrl>> = SIX.iter().map(|_| pg_database().map(DatabaseUrl::Postgres)).collect();
+    let Some(urls) = urls else { return };
+    read_each_sale_once(six_regions_at(urls, 500).await).await;
+}
+
+async fn read_each_sale_once((real, flaky, engine): Regions) {
     // In service: a few sales everywhere, replicated, then rounds until nothing is read.
     for store in &real {
         write_sales(store, 20).await;

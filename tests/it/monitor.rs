@@ -52,6 +52,7 @@ fn round(app: &TestApp, status: RoundStatus, failed: &[&str], rows_applied: u64)
                 latency: (!down).then(|| Duration::from_millis(2)),
                 rows_applied: if down { 0 } else { rows_applied },
                 pending: 0,
+                round_trips: if down { 0 } else { 3 },
             }
         })
         .collect();
@@ -556,8 +557,8 @@ fn parse_exposition(text: &str) -> HashMap<(String, String), f64> {
         }
     }
     // 11 (rows read among them; rows skipped shows once a round skipped some), the quarantine and
-    // clock-skew gauges, and the restore counter.
-    assert_eq!(types.len(), 15, "{types:?}");
+    // clock-skew gauges, the restore counter and the round trips.
+    assert_eq!(types.len(), 16, "{types:?}");
     samples
 }
 

@@ -175,3 +175,60 @@ async fn a_push_crosses_the_link_in_one_round_trip() {
     }
     assert_eq!(remote.get(edit.id).await.unwrap(), Some(edit));
 }
+
+/// Polls until `reached` holds (the pool's checks of connections given back land just after).
+async fn eventually(reached: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if reached() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_round_at_home_makes_at_most_two_round_trips_per_pair_and_reports_them() {
+    use dsms::sync::engine::{Engine, EngineOptions};
+    let (Some(dakar), Some(thies), Some(saint_louis)) = (pg_database(), pg_database(), pg_database()) else { return };
+    let mut proxies = Vec::new();
+    let mut urls = vec![dakar];
+    for url in [thies, saint_louis] {
+        pg_store(&url).await;
+        let (proxy, through) = DelayProxy::in_front_of(&url, Duration::from_millis(1)).await.unwrap();
+        proxies.push(proxy);
+        urls.push(through);
+    }
+    let config =
+        Config::with_regions(["Dakar", "Thies", "Saint-Louis"].into_iter().zip(urls.into_iter().map(DatabaseUrl::Postgres)).collect());
+    let mut stores = Vec::new();
+    for region in &config.regions {
+        let store = store::open(region, limits()).await.unwrap();
+        store.migrate().await.unwrap();
+        stores.push(store);
+    }
+    let names = names();
+    stores[1].push(&[sale(&names, 1, None)]).await.unwrap();
+    let home = config.region_names().resolve("Dakar").cloned();
+    let engine = Engine::new(stores.clone(), EngineOptions::default()).with_home(home);
+    // The catch-up, then idle rounds: connections open, statements prepared.
+    assert_eq!(engine.round().await.rows_applied(), 1);
+    for _ in 0..3 {
+        engine.round().await;
+    }
+
+    let before: Vec<u64> = proxies.iter().map(DelayProxy::round_trips).collect();
+    let idle = engine.round().await;
+    assert_eq!(idle.rows_applied(), 0);
+    for (i, proxy) in proxies.iter().enumerate() {
+        let reported = idle.regions[i + 1].round_trips;
+        // One pair reads each remote region: its first contact, one feed page.
+        assert!((1..=2).contains(&reported), "{}: {reported} round trips", idle.regions[i + 1].region);
+        // On the wire: those statements, each followed by the pool's check of the connection
+        // given back (after the answer, off the round's path), and at most one preparation each
+        // (the first time a pooled connection runs it).
+        eventually(|| proxy.round_trips() - before[i] >= 2 * reported).await;
+        let wire = proxy.round_trips() - before[i];
+        assert!((2 * reported..=3 * reported).contains(&wire), "{}: {wire} on the wire", idle.regions[i + 1].region);
+    }
+    assert_eq!(idle.round_trips(), idle.regions.iter().map(|r| r.round_trips).sum::<u64>());
+}

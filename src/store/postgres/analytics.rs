@@ -13,7 +13,7 @@ impl PgStore {
     pub(super) async fn count_live(&self) -> Result<u64, StoreError> {
         self.bounded(async {
             let (n,): (i64,) =
-                sqlx::query_as("SELECT count(*) FROM vente WHERE deleted = false").fetch_one(&self.pool).await.map_err(self.err())?;
+                sqlx::query_as("SELECT count(*) FROM vente WHERE deleted = false").fetch_one(self.db()).await.map_err(self.err())?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
@@ -22,12 +22,15 @@ impl PgStore {
     pub(super) async fn analytics(&self, since: NaiveDate, today: NaiveDate, recent: u32) -> Result<Vec<RegionSales>, StoreError> {
         self.bounded(async {
             // One snapshot for every figure.
-            let mut tx = self.pool.begin().await.map_err(self.err())?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.map_err(self.err())?;
+            let mut tx = self.begin().await.map_err(self.err())?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(self.on(&mut tx))
+                .await
+                .map_err(self.err())?;
             let totals: Vec<(String, i64, Decimal)> = sqlx::query_as(
                 "SELECT region, count(*), sum(montant) FROM vente WHERE deleted = false GROUP BY region ORDER BY region COLLATE \"C\"",
             )
-            .fetch_all(&mut *tx)
+            .fetch_all(self.on(&mut tx))
             .await
             .map_err(self.err())?;
             let days: Vec<(String, NaiveDate, i64, Decimal)> = sqlx::query_as(
@@ -36,7 +39,7 @@ impl PgStore {
             )
             .bind(since)
             .bind(today)
-            .fetch_all(&mut *tx)
+            .fetch_all(self.on(&mut tx))
             .await
             .map_err(self.err())?;
             let mut out = Vec::with_capacity(totals.len());
@@ -46,13 +49,13 @@ impl PgStore {
                 ))
                 .bind(&region)
                 .bind(i64::from(recent))
-                .fetch_all(&mut *tx)
+                .fetch_all(self.on(&mut tx))
                 .await
                 .map_err(self.err())?;
                 let recent = rows.iter().map(|r| self.vente(r)).collect::<Result<_, _>>()?;
                 out.push(region_sales(&region, count, total, &days, recent));
             }
-            tx.commit().await.map_err(self.err())?;
+            self.commit(tx).await.map_err(self.err())?;
             Ok(out)
         })
         .await

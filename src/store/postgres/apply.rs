@@ -23,7 +23,9 @@ const COPY_MIN: usize = 64;
 impl PgStore {
     /// Inserts rows with `COPY … (FORMAT binary)`: the fastest way in, for rows known to be new
     /// (a duplicate id fails the whole statement).
-    pub(super) async fn copy_in(conn: &mut PgConnection, rows: &[Vente], via: Option<uuid::Uuid>) -> Result<u64, sqlx::Error> {
+    pub(super) async fn copy_in(&self, conn: &mut PgConnection, rows: &[Vente], via: Option<uuid::Uuid>) -> Result<u64, sqlx::Error> {
+        // Its start and its end each wait for the server; the data between them does not.
+        self.trips.add(2);
         let mut data = sqlx::postgres::PgArgumentBuffer::default();
         data.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         data.extend_from_slice(&[0; 8]); // no flags, no header extension
@@ -96,7 +98,8 @@ impl PgStore {
         let source = batch.from.as_ref().map(|(source, _)| &source.region);
         let mut clock = now;
         if any_beyond(rows, now, self.max_future) {
-            let (db_now,): (DateTime<Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(&mut *conn).await.map_err(self.err())?;
+            let (db_now,): (DateTime<Utc>,) =
+                sqlx::query_as("SELECT clock_timestamp()").fetch_one(self.on(&mut *conn)).await.map_err(self.err())?;
             clock = clock.max(db_now);
         }
         let (accepted, refused) = screen(rows, source, clock, self.max_future);
@@ -117,11 +120,11 @@ impl PgStore {
 
     pub(super) async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let mut tx = self.begin().await.map_err(self.err())?;
             // Our own applies do not wake listeners: they would only start rounds for echoes.
-            sqlx::query("SELECT set_config('dsms.applying', 'on', true)").execute(&mut *tx).await.map_err(self.err())?;
+            sqlx::query("SELECT set_config('dsms.applying', 'on', true)").execute(self.on(&mut tx)).await.map_err(self.err())?;
             let applied = self.apply_in(&mut tx, batch, &self.copy_first).await?;
-            tx.commit().await.map_err(self.err())?;
+            self.commit(tx).await.map_err(self.err())?;
             Ok(applied)
         })
         .await
@@ -142,14 +145,14 @@ impl PgApply<'_> {
     async fn try_copy(&mut self, rows: &[Vente]) -> Result<Option<u64>, StoreError> {
         self.advance_clock(rows).await?;
         let err = self.store.err();
-        sqlx::query("SAVEPOINT dsms_copy").execute(&mut *self.conn).await.map_err(&err)?;
-        match PgStore::copy_in(self.conn, rows, self.via).await {
+        sqlx::query("SAVEPOINT dsms_copy").execute(self.store.on(&mut *self.conn)).await.map_err(&err)?;
+        match self.store.copy_in(self.conn, rows, self.via).await {
             Ok(written) => {
-                sqlx::query("RELEASE SAVEPOINT dsms_copy").execute(&mut *self.conn).await.map_err(&err)?;
+                sqlx::query("RELEASE SAVEPOINT dsms_copy").execute(self.store.on(&mut *self.conn)).await.map_err(&err)?;
                 Ok(Some(written))
             }
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                sqlx::query("ROLLBACK TO SAVEPOINT dsms_copy").execute(&mut *self.conn).await.map_err(&err)?;
+                sqlx::query("ROLLBACK TO SAVEPOINT dsms_copy").execute(self.store.on(&mut *self.conn)).await.map_err(&err)?;
                 Ok(None)
             }
             Err(e) => Err(err(e)),
@@ -177,7 +180,7 @@ impl ApplySql for PgApply<'_> {
         let ids: Vec<uuid::Uuid> = rows.iter().map(|v| v.id.0).collect();
         let held: Vec<(uuid::Uuid, i64, String)> = sqlx::query_as("SELECT id, hlc, origin FROM vente WHERE id = ANY($1)")
             .bind(&ids)
-            .fetch_all(&mut *self.conn)
+            .fetch_all(self.store.on(&mut *self.conn))
             .await
             .map_err(self.store.err())?;
         Ok(held.into_iter().map(|(id, hlc, origin)| (VenteId(id), Version { hlc: Hlc(hlc), origin: RegionName::new(&origin) })).collect())
@@ -187,7 +190,7 @@ impl ApplySql for PgApply<'_> {
         let max_hlc = rows.iter().map(|v| v.version.hlc.0).max().unwrap_or(0);
         sqlx::query("UPDATE dsms_clock SET hlc = greatest(hlc, $1)")
             .bind(max_hlc)
-            .execute(&mut *self.conn)
+            .execute(self.store.on(&mut *self.conn))
             .await
             .map(drop)
             .map_err(self.store.err())
@@ -204,7 +207,7 @@ impl ApplySql for PgApply<'_> {
     }
 
     async fn upsert_newer(&mut self, rows: &[Vente]) -> Result<u64, StoreError> {
-        PgStore::upsert(self.conn, rows, true, self.via).await.map_err(self.store.err())
+        self.store.upsert(self.conn, rows, true, self.via).await.map_err(self.store.err())
     }
 
     async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError> {
@@ -223,7 +226,7 @@ impl ApplySql for PgApply<'_> {
             .bind(snapshot(&c.winner))
             .bind(c.detected_in.as_str())
             .bind(c.detected_at)
-            .execute(&mut *self.conn)
+            .execute(self.store.on(&mut *self.conn))
             .await
             .map_err(self.store.err())?
             .rows_affected();
@@ -250,7 +253,7 @@ impl ApplySql for PgApply<'_> {
         .bind(end.id)
         .bind(now)
         .bind(epoch)
-        .execute(&mut *self.conn)
+        .execute(self.store.on(&mut *self.conn))
         .await
         .map(drop)
         .map_err(self.store.err())
@@ -270,7 +273,7 @@ impl ApplySql for PgApply<'_> {
         .bind(end.pos)
         .bind(end.id)
         .bind(i64::try_from(written).unwrap_or(i64::MAX))
-        .execute(&mut *self.conn)
+        .execute(self.store.on(&mut *self.conn))
         .await
         .map(drop)
         .map_err(self.store.err())

@@ -13,7 +13,7 @@ impl PgStore {
     pub(super) async fn wants_bulk_load(&self) -> Result<bool, StoreError> {
         self.bounded(async {
             let (empty,): (bool,) =
-                sqlx::query_as("SELECT NOT EXISTS (SELECT 1 FROM vente)").fetch_one(&self.pool).await.map_err(self.err())?;
+                sqlx::query_as("SELECT NOT EXISTS (SELECT 1 FROM vente)").fetch_one(self.db()).await.map_err(self.err())?;
             Ok(empty)
         })
         .await
@@ -21,19 +21,19 @@ impl PgStore {
 
     pub(super) async fn begin_bulk_load(&self) -> Result<Option<Box<dyn super::BulkLoad + '_>>, StoreError> {
         self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let mut tx = self.begin().await.map_err(self.err())?;
             sqlx::query("SELECT set_config('dsms.applying', 'on', true), set_config('lock_timeout', '1s', true)")
-                .execute(&mut *tx)
+                .execute(self.on(&mut tx))
                 .await
                 .map_err(self.err())?;
             // Readers of the table come and go quickly; one that holds it longer lets the round
             // apply batches as usual instead.
-            match sqlx::query("LOCK TABLE vente IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await {
+            match sqlx::query("LOCK TABLE vente IN ACCESS EXCLUSIVE MODE").execute(self.on(&mut tx)).await {
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => return Ok(None),
                 other => other.map_err(self.err())?,
             };
             let (empty,): (bool,) =
-                sqlx::query_as("SELECT NOT EXISTS (SELECT 1 FROM vente)").fetch_one(&mut *tx).await.map_err(self.err())?;
+                sqlx::query_as("SELECT NOT EXISTS (SELECT 1 FROM vente)").fetch_one(self.on(&mut tx)).await.map_err(self.err())?;
             if !empty {
                 return Ok(None);
             }
@@ -43,11 +43,11 @@ impl PgStore {
                 "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
                  WHERE i.indrelid = 'vente'::regclass AND NOT i.indisprimary ORDER BY i.indexrelid",
             )
-            .fetch_all(&mut *tx)
+            .fetch_all(self.on(&mut tx))
             .await
             .map_err(self.err())?;
             for (name, _) in &indexes {
-                sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await.map_err(self.err())?;
+                sqlx::query(&format!("DROP INDEX {name}")).execute(self.on(&mut tx)).await.map_err(self.err())?;
             }
             let load: Box<dyn super::BulkLoad + '_> = Box::new(PgBulkLoad {
                 store: self,
@@ -89,13 +89,13 @@ impl super::BulkLoad for PgBulkLoad<'_> {
             let limit = format!("{}s", INDEX_BUILD_LIMIT.as_secs());
             sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('maintenance_work_mem', '256MB', true)")
                 .bind(&limit)
-                .execute(&mut *tx)
+                .execute(store.on(&mut tx))
                 .await
                 .map_err(&err)?;
             for definition in &indexes {
-                sqlx::query(definition).execute(&mut *tx).await.map_err(&err)?;
+                sqlx::query(definition).execute(store.on(&mut tx)).await.map_err(&err)?;
             }
-            tx.commit().await.map_err(&err)
+            store.commit(tx).await.map_err(&err)
         };
         tokio::time::timeout(INDEX_BUILD_LIMIT + store.limits.connect_timeout, build).await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable {

@@ -9,6 +9,9 @@ mod apply;
 mod bulk;
 mod feed;
 mod push;
+mod trips;
+
+pub use trips::RoundTrips;
 mod quarantine;
 mod read;
 mod restore;
@@ -50,6 +53,8 @@ pub struct PgStore {
     refusals: AtomicBool,
     /// A connection of its own, out of the pool, for pushes (`push.rs`).
     push_lane: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
+    /// Round trips made to the database (`trips.rs`).
+    trips: trips::Trips,
 }
 
 /// A pooled connection idle for longer is checked before use.
@@ -86,6 +91,7 @@ impl PgStore {
                 })
             })
             .connect_lazy_with(options);
+        let trips = trips::Trips::new(region.clone());
         Ok(Self {
             region,
             pool,
@@ -96,6 +102,7 @@ impl PgStore {
             max_future: DEFAULT_MAX_FUTURE,
             refusals: AtomicBool::new(true),
             push_lane: tokio::sync::Mutex::new(None),
+            trips,
         })
     }
 
@@ -112,6 +119,28 @@ impl PgStore {
     /// The pool, for tests and benchmarks that inspect the database directly.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool, each statement counted as a round trip.
+    fn db(&self) -> trips::Counted<'_, &PgPool> {
+        trips::Counted { inner: &self.pool, trips: &self.trips }
+    }
+
+    /// `conn`, each statement counted as a round trip.
+    fn on<'c>(&'c self, conn: &'c mut sqlx::PgConnection) -> trips::Counted<'c, &'c mut sqlx::PgConnection> {
+        trips::Counted { inner: conn, trips: &self.trips }
+    }
+
+    /// Begins a transaction (one round trip).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.trips.add(1);
+        self.pool.begin().await
+    }
+
+    /// Commits `tx` (one round trip).
+    async fn commit(&self, tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+        self.trips.add(1);
+        tx.commit().await
     }
 
     fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
@@ -198,7 +227,7 @@ impl Store for PgStore {
             // and may hand out their transaction ids again, which the change feed relies on.
             let (fsync, commit): (String, String) =
                 sqlx::query_as("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.db())
                     .await
                     .map_err(self.err())?;
             if fsync != "on" || commit == "off" {
@@ -211,7 +240,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(async { sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(self.err()) }).await
+        self.bounded(async { sqlx::query("SELECT 1").execute(self.db()).await.map(drop).map_err(self.err()) }).await
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
@@ -248,7 +277,7 @@ impl Store for PgStore {
 
     async fn db_id(&self) -> Result<uuid::Uuid, StoreError> {
         self.bounded(async {
-            let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT db_id FROM dsms_meta").fetch_one(&self.pool).await.map_err(self.err())?;
+            let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT db_id FROM dsms_meta").fetch_one(self.db()).await.map_err(self.err())?;
             Ok(id)
         })
         .await
@@ -329,7 +358,7 @@ impl Store for PgStore {
     }
 
     async fn analyze(&self) -> Result<(), StoreError> {
-        sqlx::query("VACUUM ANALYZE vente").execute(&self.pool).await.map(drop).map_err(self.err())
+        sqlx::query("VACUUM ANALYZE vente").execute(self.db()).await.map(drop).map_err(self.err())
     }
 
     async fn count_live(&self) -> Result<u64, StoreError> {
@@ -339,7 +368,7 @@ impl Store for PgStore {
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
         // `now()` is the transaction's start; `clock_timestamp()` is the clock at this very moment.
         self.bounded(async {
-            let (now,): (DateTime<Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(&self.pool).await.map_err(self.err())?;
+            let (now,): (DateTime<Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(self.db()).await.map_err(self.err())?;
             Ok(now)
         })
         .await

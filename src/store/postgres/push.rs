@@ -90,14 +90,14 @@ impl PgStore {
         // On the push lane when it is free: a connection of its own, out of the pool, so that no release
         // check (one more round trip: sqlx pings every connection given back) follows the call.
         let Ok(mut lane) = self.push_lane.try_lock() else {
-            return call.fetch_all(&self.pool).await.map_err(self.err());
+            return call.fetch_all(self.db()).await.map_err(self.err());
         };
         let conn = match lane.take() {
             Some(conn) => conn,
             None => self.pool.acquire().await.map_err(self.err())?.detach(),
         };
         let conn = lane.insert(conn);
-        let left = call.fetch_all(&mut *conn).await;
+        let left = call.fetch_all(self.on(&mut *conn)).await;
         if left.is_err() {
             // Perhaps broken: the next push opens another.
             lane.take();

@@ -36,7 +36,7 @@ impl PgStore {
             .bind(&b.reason)
             .bind(now)
             .bind(b.hlc)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(self.on(&mut *conn))
             .await
             .map_err(self.err())?;
             if fresh.is_some_and(|(fresh,)| fresh) {
@@ -72,7 +72,7 @@ impl PgStore {
         let done = sqlx::query("DELETE FROM dsms_quarantine WHERE region = $1 AND vente_id = ANY($2)")
             .bind(self.region.as_str())
             .bind(ids)
-            .execute(&mut *conn)
+            .execute(self.on(&mut *conn))
             .await
             .map_err(self.err())?;
         if done.rows_affected() > 0 {
@@ -102,7 +102,7 @@ impl PgStore {
             .bind(raw.to_string())
             .bind(&r.reason)
             .bind(now)
-            .execute(&mut *conn)
+            .execute(self.on(&mut *conn))
             .await
             .map_err(self.err())?;
         }
@@ -122,7 +122,7 @@ impl PgStore {
         sqlx::query("DELETE FROM dsms_quarantine WHERE region = $1 AND vente_id = ANY($2) AND field = 'version'")
             .bind(source.as_str())
             .bind(ids)
-            .execute(&mut *conn)
+            .execute(self.on(&mut *conn))
             .await
             .map(drop)
             .map_err(self.err())
@@ -131,7 +131,7 @@ impl PgStore {
     /// Whether this database holds refused versions (so that applies look for ones to release).
     pub(super) async fn holds_refusals(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
         let (any,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM dsms_quarantine WHERE field = 'version')")
-            .fetch_one(&mut *conn)
+            .fetch_one(self.on(&mut *conn))
             .await
             .map_err(self.err())?;
         Ok(any)
@@ -144,7 +144,7 @@ impl PgStore {
                  ORDER BY first_seen DESC, vente_id LIMIT $1",
             )
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await
             .map_err(self.err())?;
             Ok(rows

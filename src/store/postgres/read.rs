@@ -27,7 +27,7 @@ impl PgStore {
         let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ANY($1) ORDER BY id FOR UPDATE"))
             .bind(&ids)
-            .fetch_all(&mut *conn)
+            .fetch_all(self.on(&mut *conn))
             .await
             .map_err(self.err())?;
         let (mut found, mut bad) = (HashMap::with_capacity(rows.len()), Vec::new());
@@ -50,7 +50,7 @@ impl PgStore {
             let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
             let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = ANY($1)"))
                 .bind(&ids)
-                .fetch_all(&self.pool)
+                .fetch_all(self.db())
                 .await
                 .map_err(self.err())?;
             let mut found = HashMap::with_capacity(rows.len());
@@ -67,7 +67,7 @@ impl PgStore {
     pub(super) async fn get_in(&self, conn: &mut PgConnection, id: VenteId) -> Result<Option<Vente>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vente WHERE id = $1"))
             .bind(id.0)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(self.on(&mut *conn))
             .await
             .map_err(self.err())?;
         match row.map(|r| self.decode(&r)).transpose()? {
@@ -99,7 +99,7 @@ impl PgStore {
             query.push(" AND (updated_at, id) < (").push_bind(after.updated_at).push(", ").push_bind(after.id.0).push(")");
         }
         query.push(" ORDER BY updated_at DESC, id DESC LIMIT ").push_bind(n);
-        query.build().fetch_all(&self.pool).await.map_err(self.err())
+        query.build().fetch_all(self.db()).await.map_err(self.err())
     }
 
     pub(super) async fn list(&self, q: &ListQuery) -> Result<Page, StoreError> {
@@ -145,7 +145,7 @@ impl PgStore {
                 "SELECT vente_id, loser, winner, detected_in, detected_at FROM dsms_conflict ORDER BY detected_at DESC LIMIT $1",
             )
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db())
             .await
             .map_err(self.err())?;
             rows.into_iter()
@@ -178,7 +178,7 @@ impl PgStore {
                     query.push(" AND id > ").push_bind(after.0);
                 }
                 query.push(" ORDER BY id LIMIT ").push_bind(i64::try_from(n).unwrap_or(i64::MAX));
-                let rows = query.build().fetch_all(&self.pool).await.map_err(self.err())?;
+                let rows = query.build().fetch_all(self.db()).await.map_err(self.err())?;
                 let last = rows.last().and_then(|row| row.try_get("id").ok().map(VenteId));
                 let exhausted = rows.len() < n;
                 ventes.extend(self.decode_all(&rows).await?);

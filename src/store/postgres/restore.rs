@@ -34,7 +34,7 @@ impl PgStore {
                 .bind(open.unwrap_or_default())
                 .bind(open.is_some())
                 .bind(epochs)
-                .fetch_one(&self.pool)
+                .fetch_one(self.db())
                 .await
                 .map_err(self.err())?;
             let epoch = match (open, epoch, below) {
@@ -68,7 +68,7 @@ impl PgStore {
             )
             .bind(fresh)
             .bind(forget_before)
-            .fetch_one(&self.pool)
+            .fetch_one(self.db())
             .await
             .map_err(self.err())?;
             Ok(Epoch { id, below })
@@ -83,7 +83,7 @@ impl PgStore {
         self.bounded(async {
             let held: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT epoch FROM dsms_epoch WHERE epoch = ANY($1)")
                 .bind(epochs)
-                .fetch_all(&self.pool)
+                .fetch_all(self.db())
                 .await
                 .map_err(self.err())?;
             Ok(held.into_iter().map(|(e,)| e).collect())
@@ -94,22 +94,23 @@ impl PgStore {
     pub(super) async fn rotate_identity(&self, old: uuid::Uuid) -> Result<uuid::Uuid, StoreError> {
         let fresh = uuid::Uuid::new_v4();
         self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(self.err())?;
+            let mut tx = self.begin().await.map_err(self.err())?;
             sqlx::query("UPDATE dsms_meta SET db_id = $1 WHERE db_id = $2")
                 .bind(fresh)
                 .bind(old)
-                .execute(&mut *tx)
+                .execute(self.on(&mut tx))
                 .await
                 .map_err(self.err())?;
             // A dump restored into a younger cluster keeps its rows' transaction ids, which this
             // server has not reached yet: the feed would not show them before it does. They move
             // to this transaction (they are the database's present state).
             sqlx::query("UPDATE vente SET txid = pg_current_xact_id() WHERE txid >= pg_snapshot_xmax(pg_current_snapshot())")
-                .execute(&mut *tx)
+                .execute(self.on(&mut tx))
                 .await
                 .map_err(self.err())?;
-            let (now,): (uuid::Uuid,) = sqlx::query_as("SELECT db_id FROM dsms_meta").fetch_one(&mut *tx).await.map_err(self.err())?;
-            tx.commit().await.map_err(self.err())?;
+            let (now,): (uuid::Uuid,) =
+                sqlx::query_as("SELECT db_id FROM dsms_meta").fetch_one(self.on(&mut tx)).await.map_err(self.err())?;
+            self.commit(tx).await.map_err(self.err())?;
             Ok(now)
         })
         .await

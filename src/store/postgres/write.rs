@@ -18,6 +18,7 @@ impl PgStore {
     /// `only_if_newer`, a stored row is replaced only by a greater version: the LWW rule, which
     /// must agree with `Version`'s `Ord` (origin is `COLLATE "C"`, compared bytewise as in Rust).
     pub(super) async fn upsert(
+        &self,
         conn: &mut PgConnection,
         rows: &[Vente],
         only_if_newer: bool,
@@ -65,7 +66,7 @@ impl PgStore {
             .bind(&origins)
             .bind(&seens)
             .bind(via)
-            .execute(&mut *conn)
+            .execute(self.on(&mut *conn))
             .await?;
         Ok(done.rows_affected())
     }
@@ -75,7 +76,12 @@ impl PgStore {
     /// and the database's own: a server whose clock runs behind still stamps at the database's
     /// time, so causality holds whichever clock is off. The clock never passes `i64::MAX`: a
     /// clock that cannot take `n` more values is an error, never a wrap.
-    pub(super) async fn stamp(conn: &mut PgConnection, now: DateTime<Utc>, n: usize) -> Result<Result<i64, ClockOverflow>, sqlx::Error> {
+    pub(super) async fn stamp(
+        &self,
+        conn: &mut PgConnection,
+        now: DateTime<Utc>,
+        n: usize,
+    ) -> Result<Result<i64, ClockOverflow>, sqlx::Error> {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         let wall = Hlc::from_wall_ms(now.timestamp_millis());
         let Ok(wall_last) = wall.checked_add(n - 1) else { return Ok(Err(ClockOverflow { hlc: wall.0, n })) };
@@ -87,12 +93,12 @@ impl PgStore {
         .bind(n)
         .bind(wall_last.0)
         .bind(i64::MAX - n)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(self.on(&mut *conn))
         .await?;
         match stamped {
             Some((hlc,)) => Ok(Ok(hlc)),
             None => {
-                let (hlc,): (i64,) = sqlx::query_as("SELECT hlc FROM dsms_clock").fetch_one(&mut *conn).await?;
+                let (hlc,): (i64,) = sqlx::query_as("SELECT hlc FROM dsms_clock").fetch_one(self.on(&mut *conn)).await?;
                 Ok(Err(ClockOverflow { hlc, n }))
             }
         }
@@ -116,7 +122,7 @@ impl PgStore {
             let ids: Vec<uuid::Uuid> = unreadable.iter().map(|id| id.0).collect();
             let (bad_floor,): (Option<i64>,) = sqlx::query_as("SELECT max(hlc) FROM vente WHERE id = ANY($1)")
                 .bind(&ids)
-                .fetch_one(&mut *conn)
+                .fetch_one(self.on(&mut *conn))
                 .await
                 .map_err(self.err())?;
             floor = floor.max(bad_floor);
@@ -126,8 +132,8 @@ impl PgStore {
 
     pub(super) async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(self.err())?;
-            let hlc = Self::stamp(&mut tx, now, 1).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
+            let mut tx = self.begin().await.map_err(self.err())?;
+            let hlc = self.stamp(&mut tx, now, 1).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             // Locked, and passed: a plain SQL write to this row may be stamped above our clock.
             let (mut current, floor) = self.locked_for_write(&mut tx, &[write.id()]).await?;
             let current = current.remove(&write.id());
@@ -137,8 +143,8 @@ impl PgStore {
             let outcome = decide(write, current);
             let WriteOutcome::Written(planned) = outcome else { return Ok(outcome) };
             let vente = stamp(planned, &self.region, now, hlc, base.as_ref());
-            Self::upsert(&mut tx, std::slice::from_ref(&vente), false, None).await.map_err(self.err())?;
-            tx.commit().await.map_err(self.err())?;
+            self.upsert(&mut tx, std::slice::from_ref(&vente), false, None).await.map_err(self.err())?;
+            self.commit(tx).await.map_err(self.err())?;
             Ok(WriteOutcome::Written(vente))
         })
         .await
@@ -149,8 +155,8 @@ impl PgStore {
             return Ok(Vec::new());
         }
         self.bounded(async {
-            let mut tx = self.pool.begin().await.map_err(self.err())?;
-            let last = Self::stamp(&mut tx, now, rows.len()).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
+            let mut tx = self.begin().await.map_err(self.err())?;
+            let last = self.stamp(&mut tx, now, rows.len()).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             let ids: Vec<VenteId> = rows.iter().map(|(id, _)| *id).collect();
             let (stored, floor) = self.locked_for_write(&mut tx, &ids).await?;
             let last = crate::store::foreign::pass_stored(&mut tx, last, rows.len(), floor)
@@ -162,8 +168,8 @@ impl PgStore {
                 .zip(first_of(last, rows.len())..)
                 .map(|((id, new), hlc)| local_vente(&self.region, *id, new, now, hlc, stored.get(id).map(|v| &v.seen)))
                 .collect();
-            Self::upsert(&mut tx, &dedupe_by_id(&ventes), false, None).await.map_err(self.err())?;
-            tx.commit().await.map_err(self.err())?;
+            self.upsert(&mut tx, &dedupe_by_id(&ventes), false, None).await.map_err(self.err())?;
+            self.commit(tx).await.map_err(self.err())?;
             Ok(ventes)
         })
         .await

@@ -1,13 +1,12 @@
 //! The SQLite change feed: a counter advanced under the write lock, gap-free in commit order;
 //! cursors and horizons.
 
-
 use super::COLUMNS;
 use super::SqliteStore;
+use crate::domain::RegionName;
 use crate::store::row::feed_page;
 use crate::store::skip::{self, LOG_ROWS_PER_PAGE, Logged};
-use crate::domain::RegionName;
-use crate::store::{CursorRow, Witness, FeedPage, FeedPosition, Reader, Source, StoreError};
+use crate::store::{CursorRow, FeedPage, FeedPosition, Reader, Source, StoreError, Witness};
 
 impl SqliteStore {
     pub(super) async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
@@ -26,7 +25,10 @@ impl SqliteStore {
     pub(super) async fn cursor_rows(&self) -> Result<Vec<CursorRow>, StoreError> {
         self.bounded(async {
             let rows: Vec<(String, uuid::Uuid, i64, uuid::Uuid, Option<uuid::Uuid>)> =
-                sqlx::query_as("SELECT source, source_db, pos, id, epoch FROM dsms_cursor").fetch_all(&self.pool).await.map_err(self.err())?;
+                sqlx::query_as("SELECT source, source_db, pos, id, epoch FROM dsms_cursor")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(self.err())?;
             Ok(rows
                 .into_iter()
                 .map(|(source, source_db, pos, id, epoch)| CursorRow {

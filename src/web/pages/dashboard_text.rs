@@ -195,6 +195,7 @@ mod tests {
             latency: None,
             rows_applied: rows,
             pending: 0,
+            round_trips: 0,
         };
         let mut report = RoundReport {
             started_at: Utc::now(),
