@@ -211,26 +211,34 @@ impl ApplySql for PgApply<'_> {
     }
 
     async fn log_conflicts(&mut self, conflicts: &[Conflict]) -> Result<u64, StoreError> {
-        let mut logged = 0;
-        for c in conflicts {
-            logged += sqlx::query(
-                "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            )
-            .bind(c.loser.id.0)
-            .bind(c.loser.version.hlc.0)
-            .bind(c.loser.version.origin.as_str())
-            .bind(c.winner.version.hlc.0)
-            .bind(c.winner.version.origin.as_str())
-            .bind(snapshot(&c.loser))
-            .bind(snapshot(&c.winner))
-            .bind(c.detected_in.as_str())
-            .bind(c.detected_at)
-            .execute(self.store.on(&mut *self.conn))
-            .await
-            .map_err(self.store.err())?
-            .rows_affected();
-        }
+        // One statement for the whole batch, however many conflicts it holds.
+        let ids: Vec<uuid::Uuid> = conflicts.iter().map(|c| c.loser.id.0).collect();
+        let loser_hlcs: Vec<i64> = conflicts.iter().map(|c| c.loser.version.hlc.0).collect();
+        let loser_origins: Vec<&str> = conflicts.iter().map(|c| c.loser.version.origin.as_str()).collect();
+        let winner_hlcs: Vec<i64> = conflicts.iter().map(|c| c.winner.version.hlc.0).collect();
+        let winner_origins: Vec<&str> = conflicts.iter().map(|c| c.winner.version.origin.as_str()).collect();
+        let losers: Vec<String> = conflicts.iter().map(|c| snapshot(&c.loser)).collect();
+        let winners: Vec<String> = conflicts.iter().map(|c| snapshot(&c.winner)).collect();
+        let detected_in: Vec<&str> = conflicts.iter().map(|c| c.detected_in.as_str()).collect();
+        let detected_at: Vec<DateTime<Utc>> = conflicts.iter().map(|c| c.detected_at).collect();
+        let logged = sqlx::query(
+            "INSERT INTO dsms_conflict (vente_id, loser_hlc, loser_origin, winner_hlc, winner_origin, loser, winner, detected_in, detected_at) \
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&loser_hlcs)
+        .bind(&loser_origins)
+        .bind(&winner_hlcs)
+        .bind(&winner_origins)
+        .bind(&losers)
+        .bind(&winners)
+        .bind(&detected_in)
+        .bind(&detected_at)
+        .execute(self.store.on(&mut *self.conn))
+        .await
+        .map_err(self.store.err())?
+        .rows_affected();
         Ok(logged)
     }
 
