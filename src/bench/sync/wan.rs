@@ -3,7 +3,9 @@
 //! in-process dsms in Dakar with Dakar's database local — first with `home = "Dakar"`, then in the
 //! central shape. For single sales POSTed to it: the HTTP answer, and the time until both other
 //! databases (read directly, not through the proxy) return the sale. Then idle rounds over the
-//! WAN, in round trips. Owns: the topology and the pacing. Leaves: the measuring (latency.rs).
+//! WAN, in time and in round trips (as the round report counts them); and, at home, a catch-up
+//! of 100,000 sales written in Thies, pulled into Dakar across the WAN, and the round after it.
+//! Owns: the topology and the pacing. Leaves: the measuring (latency.rs).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,8 @@ use crate::testkit::proxy::DelayProxy;
 const WARM_UP: u32 = 5;
 /// Idle rounds timed in each shape.
 const IDLE_ROUNDS: u32 = 5;
+/// Sales written in Thies (away from the instance) and carried into Dakar across the WAN.
+const CATCH_UP: u64 = 100_000;
 
 pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
     anyhow::ensure!(rate > 0.0, "--rate must be positive");
@@ -34,7 +38,8 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
         seen_from_dakar.push(through);
         proxies.push(proxy);
     }
-    for shape in ["home", "central"] {
+    // The central shape first: the home shape's catch-up leaves Saint-Louis behind.
+    for shape in ["central", "home"] {
         let mut config =
             Config::with_regions(REGIONS.iter().copied().zip(seen_from_dakar.iter().map(|u| DatabaseUrl::Postgres(u.clone()))).collect());
         config.listen = ([127, 0, 0, 1], 0).into();
@@ -65,12 +70,20 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
             samples.push(task.await??);
         }
         // Idle rounds: nothing to carry, only the WAN's round trips.
+        scheduler.run_now().await;
         let mut idle_ms = Vec::new();
+        let mut idle_trips = Vec::new();
         for _ in 0..IDLE_ROUNDS {
             let began = Instant::now();
-            scheduler.run_now().await;
+            let report = scheduler.run_now().await;
             idle_ms.push(began.elapsed().as_secs_f64() * 1000.0);
+            idle_trips.push(report.regions.iter().skip(1).map(|r| r.round_trips).sum::<u64>());
         }
+        // Pairs that read a remote region: at home, Thies and Saint-Louis into Dakar; centrally,
+        // all six pairs (the one between Thies and Saint-Louis crosses the WAN at both ends).
+        let remote_pairs: u64 = if shape == "home" { 2 } else { 6 };
+        let max_trips = idle_trips.iter().copied().max().unwrap_or(0);
+        let catch_up = if shape == "home" { Some(catch_up(&fx, &scheduler).await?) } else { None };
         let ms = |of: &dyn Fn(&Sample) -> Duration| samples.iter().map(|s| of(s).as_secs_f64() * 1000.0).collect::<Vec<_>>();
         let idle = summary(idle_ms.clone());
         let idle_p50 = idle["p50_ms"].as_f64().unwrap_or(0.0);
@@ -81,8 +94,10 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
             "visible_in_both_others_from_post": summary(ms(&|s| s.visible)),
             "idle_round": idle,
             "idle_round_in_rtts": if rtt_ms == 0 { 0.0 } else { idle_p50 / rtt_ms as f64 },
+            "idle_round_trips_to_remote_regions": {"max": max_trips, "per_remote_pair": max_trips as f64 / remote_pairs as f64},
+            "catch_up": catch_up,
             "targets": {"post_p95_ms": 15, "visible_p95_ms": rtt_ms as f64 / 2.0 + 10.0, "idle_round_trips_per_pair": 2},
-            "how": "3 PostgreSQL clusters; Thies and Saint-Louis behind a proxy delaying each direction by rtt/2; one in-process dsms in Dakar (Dakar's database direct); POST /api/ventes; visible = both other databases return the sale to Store::get, polled directly",
+            "how": "3 PostgreSQL clusters; Thies and Saint-Louis behind a proxy delaying each direction by rtt/2; one in-process dsms in Dakar (Dakar's database direct); POST /api/ventes; visible = both other databases return the sale to Store::get, polled directly; round trips = the round report's count for Thies and Saint-Louis (statements that waited for an answer)",
         }));
         stop.cancel();
         server.await??;
@@ -90,4 +105,30 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
     }
     drop(proxies);
     Ok(())
+}
+
+/// Writes `CATCH_UP` sales into Thies directly (write_many, 10,000 per transaction, untimed),
+/// then times the rounds that carry them into Dakar across the WAN, and the round after.
+async fn catch_up(fx: &Fixture, scheduler: &crate::sync::scheduler::Scheduler) -> anyhow::Result<serde_json::Value> {
+    let sales: Vec<_> = super::fixture::new_sales(CATCH_UP).collect();
+    for batch in sales.chunks(10_000) {
+        fx.stores[1].write_many(batch, chrono::Utc::now()).await?;
+    }
+    let began = Instant::now();
+    let (mut applied, mut rounds, mut trips) = (0, 0, 0);
+    while applied < CATCH_UP {
+        let report = scheduler.run_now().await;
+        anyhow::ensure!(report.rows_applied() > 0, "catch-up stalled at {applied} rows: {:?}", report.error_summary());
+        applied += report.regions[0].rows_applied;
+        trips += report.regions[1].round_trips;
+        rounds += 1;
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let next = scheduler.run_now().await;
+    Ok(json!({
+        "rows": CATCH_UP, "seconds": seconds, "rounds": rounds, "round_trips_to_thies": trips,
+        "rows_per_s": CATCH_UP as f64 / seconds,
+        "next_round": {"ms": next.duration.as_secs_f64() * 1000.0, "rows_read": next.pairs.iter().map(|p| p.rows_read).sum::<u64>(),
+                       "round_trips_to_thies": next.regions[1].round_trips},
+    }))
 }
