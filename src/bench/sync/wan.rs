@@ -7,6 +7,7 @@
 //! of 100,000 sales written in Thies, pulled into Dakar across the WAN, and the round after it.
 //! Owns: the topology and the pacing. Leaves: the measuring (latency.rs).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -83,7 +84,7 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
         // all six pairs (the one between Thies and Saint-Louis crosses the WAN at both ends).
         let remote_pairs: u64 = if shape == "home" { 2 } else { 6 };
         let max_trips = idle_trips.iter().copied().max().unwrap_or(0);
-        let catch_up = if shape == "home" { Some(catch_up(&fx, &scheduler).await?) } else { None };
+
         let ms = |of: &dyn Fn(&Sample) -> Duration| samples.iter().map(|s| of(s).as_secs_f64() * 1000.0).collect::<Vec<_>>();
         let idle = summary(idle_ms.clone());
         let idle_p50 = idle["p50_ms"].as_f64().unwrap_or(0.0);
@@ -95,7 +96,6 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
             "idle_round": idle,
             "idle_round_in_rtts": if rtt_ms == 0 { 0.0 } else { idle_p50 / rtt_ms as f64 },
             "idle_round_trips_to_remote_regions": {"max": max_trips, "per_remote_pair": max_trips as f64 / remote_pairs as f64},
-            "catch_up": catch_up,
             "targets": {"post_p95_ms": 15, "visible_p95_ms": rtt_ms as f64 / 2.0 + 10.0, "idle_round_trips_per_pair": 2},
             "how": "3 PostgreSQL clusters; Thies and Saint-Louis behind a proxy delaying each direction by rtt/2; one in-process dsms in Dakar (Dakar's database direct); POST /api/ventes; visible = both other databases return the sale to Store::get, polled directly; round trips = the round report's count for Thies and Saint-Louis (statements that waited for an answer)",
         }));
@@ -103,32 +103,70 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
         server.await??;
         let _ = std::fs::remove_dir_all(&config.data_dir);
     }
+    // The catch-up, with a home instance of its own that runs no round but the bench's.
+    let mut config =
+        Config::with_regions(REGIONS.iter().copied().zip(seen_from_dakar.iter().map(|u| DatabaseUrl::Postgres(u.clone()))).collect());
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.sync_on_write = false;
+    config.sync_interval = None;
+    config.home = config.region_names().resolve("Dakar").cloned();
+    config.data_dir = std::env::temp_dir().join(format!("dsms-bench-wan-{}-catch-up", std::process::id()));
+    let caught = catch_up(&fx, config.clone()).await?;
+    emit(json!({
+        "bench": "sync.wan", "shape": "home", "phase": "catch_up",
+        "params": {"rtt_ms": rtt_ms, "rows": CATCH_UP, "batch": crate::sync::engine::DEFAULT_BATCH},
+        "catch_up": caught,
+        "how": "100,000 sales written into Thies (write_many, 10,000 per transaction, untimed, no instance running), then a home instance in Dakar started and its rounds (its own first one, then rounds asked by the bench) until Dakar holds every sale of Thies, timed from the start; Thies across the WAN; next_round = the round after",
+    }));
+    let _ = std::fs::remove_dir_all(&config.data_dir);
     drop(proxies);
     Ok(())
 }
 
-/// Writes `CATCH_UP` sales into Thies directly (write_many, 10,000 per transaction, untimed),
-/// then times the rounds that carry them into Dakar across the WAN, and the round after.
-async fn catch_up(fx: &Fixture, scheduler: &crate::sync::scheduler::Scheduler) -> anyhow::Result<serde_json::Value> {
+/// Writes `CATCH_UP` sales into Thies directly, then times the rounds of a home instance in Dakar
+/// (`config`) that carry them across the WAN, and the round after.
+async fn catch_up(fx: &Fixture, config: Config) -> anyhow::Result<serde_json::Value> {
     let sales: Vec<_> = super::fixture::new_sales(CATCH_UP).collect();
     for batch in sales.chunks(10_000) {
         fx.stores[1].write_many(batch, chrono::Utc::now()).await?;
     }
+    let everything = fx.stores[1].count_live().await?;
+    let app = App::build(config).await?;
+    let scheduler = app.scheduler();
+    // Every round counts, the server's own first one included.
+    let tally = Arc::new(Tally::default());
+    scheduler.add_listener(tally.clone());
+    let stop = CancellationToken::new();
     let began = Instant::now();
-    let (mut applied, mut rounds, mut trips) = (0, 0, 0);
-    while applied < CATCH_UP {
-        let report = scheduler.run_now().await;
-        anyhow::ensure!(report.rows_applied() > 0, "catch-up stalled at {applied} rows: {:?}", report.error_summary());
-        applied += report.regions[0].rows_applied;
-        trips += report.regions[1].round_trips;
-        rounds += 1;
+    let server = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
+    let mut asked = 0;
+    while fx.stores[0].count_live().await? < everything {
+        anyhow::ensure!(asked < 100, "Dakar still short of Thies's {everything} sales after {asked} rounds");
+        scheduler.run_now().await;
+        asked += 1;
     }
     let seconds = began.elapsed().as_secs_f64();
+    let (rounds, trips) = tally.0.lock().map(|t| *t).unwrap_or_default();
     let next = scheduler.run_now().await;
+    stop.cancel();
+    server.await??;
     Ok(json!({
         "rows": CATCH_UP, "seconds": seconds, "rounds": rounds, "round_trips_to_thies": trips,
         "rows_per_s": CATCH_UP as f64 / seconds,
         "next_round": {"ms": next.duration.as_secs_f64() * 1000.0, "rows_read": next.pairs.iter().map(|p| p.rows_read).sum::<u64>(),
                        "round_trips_to_thies": next.regions[1].round_trips},
     }))
+}
+
+/// Rounds seen and round trips they made to Thies.
+#[derive(Default)]
+struct Tally(std::sync::Mutex<(u64, u64)>);
+
+impl crate::sync::scheduler::RoundListener for Tally {
+    fn round_done(&self, report: &crate::sync::report::RoundReport) {
+        if let Ok(mut tally) = self.0.lock() {
+            tally.0 += 1;
+            tally.1 += report.regions[1].round_trips;
+        }
+    }
 }
