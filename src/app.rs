@@ -130,7 +130,8 @@ impl App {
             Ventes::new(stores, clock).with_home(config.home.clone()).with_listener(monitor.clone()).with_listener(scheduler.clone()),
         );
         let listener = TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
-        let hosts = Arc::new(web::server::AllowedHosts::new(config.edge.allowed_hosts.as_deref(), config.listen));
+        let certified = config.edge.tls.as_ref().map(web::tls::certificate_names).unwrap_or_default();
+        let hosts = Arc::new(web::server::AllowedHosts::new(config.edge.allowed_hosts.as_deref(), config.listen, &certified));
         let state = AppState { ventes, monitor, scheduler, auth, hosts };
         Ok(Self { listener, tls, state, edge: config.edge, pending_migrations })
     }

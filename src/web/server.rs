@@ -293,14 +293,16 @@ pub struct AllowedHosts {
 }
 
 impl AllowedHosts {
-    /// `allowed_hosts` as configured, else the listen address, `localhost` and the loopback
-    /// addresses. (Names from a TLS certificate join the default when HTTPS exists.)
-    pub fn new(configured: Option<&[String]>, listen: SocketAddr) -> Self {
+    /// `allowed_hosts` as configured, else the listen address, `localhost`, the loopback
+    /// addresses and the names the HTTPS certificate is for (`certified`; `*.example.sn` allows
+    /// one more label in front of `example.sn`).
+    pub fn new(configured: Option<&[String]>, listen: SocketAddr, certified: &[String]) -> Self {
         if let Some(names) = configured {
             return Self { any: names.iter().any(|n| n == "*"), names: names.to_vec(), any_ip: false };
         }
         let ip = listen.ip();
         let mut names = vec!["localhost".to_owned(), ip.to_string()];
+        names.extend(certified.iter().map(|n| n.trim_end_matches('.').to_ascii_lowercase()));
         if ip.is_loopback() || ip.is_unspecified() {
             names.extend(["127.0.0.1".to_owned(), "::1".to_owned()]);
         }
@@ -316,7 +318,12 @@ impl AllowedHosts {
         if name.is_empty() {
             return false;
         }
-        (self.any_ip && name.parse::<IpAddr>().is_ok()) || self.names.contains(&name)
+        let wildcard = |allowed: &String| {
+            allowed
+                .strip_prefix("*.")
+                .is_some_and(|suffix| name.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix))
+        };
+        (self.any_ip && name.parse::<IpAddr>().is_ok()) || self.names.contains(&name) || self.names.iter().any(wildcard)
     }
 }
 
@@ -355,16 +362,27 @@ mod tests {
 
     #[test]
     fn the_default_allowlist_is_the_listen_address_and_localhost() {
-        let local = AllowedHosts::new(None, "127.0.0.1:8080".parse().unwrap());
+        let local = AllowedHosts::new(None, "127.0.0.1:8080".parse().unwrap(), &[]);
         for host in ["127.0.0.1:8080", "localhost", "LOCALHOST:80", "[::1]:8080", "localhost."] {
             assert!(local.allows(host), "{host}");
         }
         for host in ["evil.example", "evil.example:8080", "", "10.0.0.1", "localhost.evil.example"] {
             assert!(!local.allows(host), "{host}");
         }
-        let everywhere = AllowedHosts::new(None, "0.0.0.0:8080".parse().unwrap());
+        let everywhere = AllowedHosts::new(None, "0.0.0.0:8080".parse().unwrap(), &[]);
         assert!(everywhere.allows("192.168.1.20:8080") && !everywhere.allows("rebind.example:8080"));
-        let named = AllowedHosts::new(Some(&["ventes.example.sn".to_owned()]), "0.0.0.0:8080".parse().unwrap());
+        let named =
+            AllowedHosts::new(Some(&["ventes.example.sn".to_owned()]), "0.0.0.0:8080".parse().unwrap(), &["other.example.sn".to_owned()]);
         assert!(named.allows("Ventes.Example.SN:443") && !named.allows("localhost") && !named.allows("192.168.1.20"));
+        assert!(!named.allows("other.example.sn"), "a configured list is the whole list");
+        // The HTTPS certificate's names join the default one, wildcards for one more label.
+        let certified = ["ventes.dakar.example.sn".to_owned(), "*.thies.example.sn".to_owned()];
+        let https = AllowedHosts::new(None, "0.0.0.0:443".parse().unwrap(), &certified);
+        for host in ["ventes.dakar.example.sn", "VENTES.DAKAR.EXAMPLE.SN:443", "ventes.thies.example.sn", "localhost"] {
+            assert!(https.allows(host), "{host}");
+        }
+        for host in ["thies.example.sn", "a.b.thies.example.sn", ".thies.example.sn", "dakar.example.sn", "evil.example"] {
+            assert!(!https.allows(host), "{host}");
+        }
     }
 }

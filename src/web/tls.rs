@@ -54,6 +54,15 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The host names the certificate (the chain's first) is for: its DNS subject alternative names,
+/// lower case, wildcards (`*.example.sn`) included. Empty when the file cannot be read (`acceptor`
+/// reports that).
+pub fn certificate_names(files: &TlsFiles) -> Vec<String> {
+    let Ok(Some(Ok(leaf))) = CertificateDer::pem_file_iter(&files.cert).map(|mut certs| certs.next()) else { return Vec::new() };
+    let Ok(cert) = webpki::EndEntityCert::try_from(&leaf) else { return Vec::new() };
+    cert.valid_dns_names().map(str::to_ascii_lowercase).collect()
+}
+
 fn pem_message(error: &rustls::pki_types::pem::Error) -> String {
     use rustls::pki_types::pem::Error;
     match error {

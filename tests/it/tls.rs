@@ -30,9 +30,12 @@ impl TestCa {
         self.cert.pem()
     }
 
-    /// A server certificate for `localhost` (not for 127.0.0.1), signed by this CA: (chain PEM, key PEM).
+    /// A server certificate for `localhost` (not for 127.0.0.1) and two site names, signed by this
+    /// CA: (chain PEM, key PEM).
     fn server(&self) -> (String, String) {
-        let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_owned(), "ventes.dakar.example.sn".to_owned(), "*.thies.example.sn".to_owned()])
+                .unwrap();
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         (cert.pem(), key.serialize_pem())
@@ -153,6 +156,23 @@ async fn dsms_serves_https_with_http2_and_secure_cookies() {
     let response = http1.get(format!("{https}/connexion")).send().await.unwrap();
     let cookies: Vec<String> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
     assert!(!cookies.is_empty() && cookies.iter().all(|c| c.contains("; Secure")), "{cookies:?}");
+
+    // The names the certificate is for are served without listing them in `allowed_hosts`;
+    // other names are not.
+    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let sites = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .resolve("ventes.dakar.example.sn", ([127, 0, 0, 1], port).into())
+        .resolve("ventes.thies.example.sn", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    for site in ["ventes.dakar.example.sn", "ventes.thies.example.sn"] {
+        let response = sites.get(format!("https://{site}:{port}/healthz")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{site}");
+    }
+    let stranger = client.get(format!("{https}/healthz")).header("host", "ventes.saint-louis.example.sn").send().await.unwrap();
+    assert_eq!(stranger.status(), 421);
 
     // A client that does not know the CA is refused; plain HTTP on the HTTPS port gets nothing.
     assert!(reqwest::Client::builder().use_rustls_tls().build().unwrap().get(format!("{https}/healthz")).send().await.is_err());
