@@ -232,3 +232,41 @@ async fn an_idle_round_at_home_makes_at_most_two_round_trips_per_pair_and_report
     }
     assert_eq!(idle.round_trips(), idle.regions.iter().map(|r| r.round_trips).sum::<u64>());
 }
+
+#[test]
+fn a_small_batch_in_one_message_judges_and_moves_the_cursor_as_the_full_apply_on_sqlite() {
+    use dsms::store::{FeedPosition, Source};
+    let Some(url) = pg_database() else { return };
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, sqlite) = rt.block_on(async {
+        let config = Config::with_regions(vec![("Thies", DatabaseUrl::Sqlite(dir.path().join("thies.db")))]);
+        let sqlite = store::open(&config.regions[0], limits()).await.unwrap();
+        sqlite.migrate().await.unwrap();
+        (pg_store(&url).await, sqlite)
+    });
+    let names = names();
+    let source = Source { region: names[2].clone(), db_id: uuid::Uuid::new_v4() };
+    let end = std::sync::atomic::AtomicI64::new(0);
+    runner()
+        .run(&(versions(), versions()), |(a, b)| {
+            // Two sales, their versions arriving in small batches from one source's feed.
+            let (x, y) = (VenteId::generate(), VenteId::generate());
+            let rows: Vec<Vente> = build(&names, x, &a).into_iter().chain(build(&names, y, &b)).collect();
+            rt.block_on(async {
+                for chunk in rows.chunks(3) {
+                    let end = end.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    let batch =
+                        Batch { rows: chunk.to_vec(), from: Some((source.clone(), FeedPosition { pos: end, id: x.0 })), epoch: None };
+                    let (one, full) = (pg.apply(&batch).await.unwrap(), sqlite.apply(&batch).await.unwrap());
+                    prop_assert_eq!(one, full, "batch ending at {}", end);
+                    prop_assert_eq!(pg.cursor(&source).await.unwrap(), FeedPosition { pos: end, id: x.0 });
+                }
+                for id in [x, y] {
+                    prop_assert_eq!(pg.get(id).await.unwrap(), sqlite.get(id).await.unwrap());
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}

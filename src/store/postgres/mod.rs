@@ -57,6 +57,10 @@ pub struct PgStore {
     trips: trips::Trips,
 }
 
+/// Batches of fewer rows are applied in one message (`push.rs`); larger ones by `COPY` or the
+/// apply plan, in a transaction.
+const ONE_MESSAGE_MAX: usize = 64;
+
 /// A pooled connection idle for longer is checked before use.
 const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
@@ -268,6 +272,11 @@ impl Store for PgStore {
     }
 
     async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
+        // A few rows (the steady trickle of a round) in one message; more by COPY or the plan.
+        if batch.rows.len() < ONE_MESSAGE_MAX {
+            let rows = crate::domain::lww::dedupe_by_id(&batch.rows).into_owned();
+            return PgStore::apply_in_one(self, &Batch { rows, from: batch.from.clone(), epoch: batch.epoch }).await;
+        }
         PgStore::apply(self, batch).await
     }
 

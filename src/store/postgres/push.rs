@@ -1,65 +1,77 @@
-//! A write pushed to this region from the region it was written in (`Store::push`), in one
-//! message: one call of the `dsms_push` function (migration 0009) in autocommit. What the
-//! function leaves for judgement, and what it cannot take (versions too far ahead of the clock),
-//! goes through the full apply.
+//! Applies in one message (`Store::push`, and small batches of a round): one call of the
+//! `dsms_apply` function (migration 0009) in autocommit. What the function leaves for judgement,
+//! and what it cannot take (versions too far ahead of the clock, refusals to release), goes
+//! through the full apply.
+
+use std::sync::atomic::Ordering;
 
 use super::PgStore;
 use crate::domain::lww::{Seen, Verdict, dedupe_by_id, judge_versions};
 use crate::domain::version::Hlc;
-use crate::domain::{RegionName, Vente, VenteId, Version};
+use crate::domain::{RegionName, Vente, Version};
 use crate::store::quarantine::any_beyond;
 use crate::store::{Applied, Batch, StoreError};
 
-/// A row `dsms_push` left: its id, and the stored version and history.
-type Left = (uuid::Uuid, i64, String, String);
+/// A row `dsms_apply` left: its id, the stored version and history, and whether that settles it.
+type Left = (uuid::Uuid, i64, String, String, bool);
 
 impl PgStore {
     pub(super) async fn push(&self, rows: &[Vente]) -> Result<Applied, StoreError> {
-        let rows = dedupe_by_id(rows);
         if rows.is_empty() {
             return Ok(Applied::default());
         }
-        // A version too far ahead is quarantined by the full apply, which also reads the
-        // database's clock.
-        if any_beyond(&rows, (self.clock)(), self.max_future) {
-            return self.apply(&Batch::push(rows.into_owned())).await;
+        self.apply_in_one(&Batch::push(dedupe_by_id(rows).into_owned())).await
+    }
+
+    /// Whether `batch` may try the one-message apply: nothing to quarantine or release.
+    pub(super) fn fits_one_message(&self, batch: &Batch) -> bool {
+        !any_beyond(&batch.rows, (self.clock)(), self.max_future) && (batch.from.is_none() || !self.refusals.load(Ordering::Relaxed))
+    }
+
+    /// `Store::apply` of `batch` (one version per id) in one call when the function can take it
+    /// all; what it leaves unsettled goes through the full apply, which then moves the cursor.
+    pub(super) async fn apply_in_one(&self, batch: &Batch) -> Result<Applied, StoreError> {
+        if (batch.rows.is_empty() && batch.from.is_none()) || !self.fits_one_message(batch) {
+            return self.apply(batch).await;
         }
-        let left = self.bounded(self.push_call(&rows)).await?;
-        let written = (rows.len() - left.len()) as u64;
-        // Left rows the same or older and already seen change nothing; anything else (a conflict,
-        // a stored row that cannot be read) is judged again by the full apply.
-        let judge_again: Vec<Vente> = rows
+        let left = self.bounded(self.apply_call(batch)).await?;
+        let written = (batch.rows.len() - left.len()) as u64;
+        // The function settled what is the same or older and already seen (and then a batch's
+        // cursor moved). A row left unsettled by its rule or by `judge` goes through the full
+        // apply, which judges it again, logs a conflict and moves the cursor.
+        let again: Vec<Vente> = batch
+            .rows
             .iter()
             .filter(|v| {
-                left.iter().find(|(id, ..)| *id == v.id.0).is_some_and(|(_, hlc, origin, seen)| {
+                left.iter().find(|(id, ..)| *id == v.id.0).is_some_and(|(_, hlc, origin, seen, settled)| {
                     let stored = Version { hlc: Hlc(*hlc), origin: RegionName::new(origin) };
-                    match Seen::decode(seen) {
-                        Some(seen) => !matches!(judge_versions((&v.version, &v.seen), (&stored, &seen)), Verdict::Same | Verdict::Stale),
-                        None => true,
-                    }
+                    !settled
+                        || Seen::decode(seen).is_none_or(|seen| {
+                            !matches!(judge_versions((&v.version, &v.seen), (&stored, &seen)), Verdict::Same | Verdict::Stale)
+                        })
                 })
             })
             .cloned()
             .collect();
         let mut applied = Applied { rows: written, conflicts: 0 };
-        if !judge_again.is_empty() {
-            let again = self.apply(&Batch::push(judge_again)).await?;
-            applied.rows += again.rows;
-            applied.conflicts += again.conflicts;
+        if !again.is_empty() {
+            let rest = self.apply(&Batch { rows: again, from: batch.from.clone(), epoch: batch.epoch }).await?;
+            applied.rows += rest.rows;
+            applied.conflicts += rest.conflicts;
         }
         Ok(applied)
     }
 
-    async fn push_call(&self, rows: &[Vente]) -> Result<Vec<Left>, StoreError> {
+    async fn apply_call(&self, batch: &Batch) -> Result<Vec<Left>, StoreError> {
+        let rows = &batch.rows;
         let n = rows.len();
-        let mut ids: Vec<VenteId> = Vec::with_capacity(n);
-        let (mut produits, mut norms, mut montants, mut dates) =
+        let (mut ids, mut produits, mut norms, mut montants) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut regions, mut times, mut deleted, mut hlcs) =
+        let (mut dates, mut regions, mut times, mut deleted) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut origins, mut seens) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut hlcs, mut origins, mut seens) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         for v in rows {
-            ids.push(v.id);
+            ids.push(v.id.0);
             produits.push(v.produit.as_str());
             norms.push(v.produit.search_key());
             montants.push(v.montant.to_decimal());
@@ -71,10 +83,11 @@ impl PgStore {
             origins.push(v.version.origin.as_str());
             seens.push(v.seen.encode());
         }
-        let ids: Vec<uuid::Uuid> = ids.into_iter().map(|id| id.0).collect();
+        let source = batch.from.as_ref();
         let call = sqlx::query_as(
-            "SELECT id, hlc, origin, seen FROM dsms_push($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], $6::text[], \
-             $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[])",
+            "SELECT id, hlc, origin, seen, settled FROM dsms_apply($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], \
+             $6::text[], $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[], \
+             $12::uuid, $13::text, $14::uuid, $15::int8, $16::uuid, $17::uuid, $18::timestamptz, $19::text)",
         )
         .bind(&ids)
         .bind(&produits)
@@ -86,8 +99,16 @@ impl PgStore {
         .bind(&deleted)
         .bind(&hlcs)
         .bind(&origins)
-        .bind(&seens);
-        // On the push lane when it is free: a connection of its own, out of the pool, so that no release
+        .bind(&seens)
+        .bind(source.map(|(s, _)| s.db_id))
+        .bind(source.map(|(s, _)| s.region.as_str()))
+        .bind(source.map(|(s, _)| s.db_id))
+        .bind(source.map(|(_, end)| end.pos))
+        .bind(source.map(|(_, end)| end.id))
+        .bind(batch.epoch)
+        .bind((self.clock)())
+        .bind(self.region.as_str());
+        // On the lane when it is free: a connection of its own, out of the pool, so that no release
         // check (one more round trip: sqlx pings every connection given back) follows the call.
         let Ok(mut lane) = self.push_lane.try_lock() else {
             return call.fetch_all(self.db()).await.map_err(self.err());
@@ -99,7 +120,7 @@ impl PgStore {
         let conn = lane.insert(conn);
         let left = call.fetch_all(self.on(&mut *conn)).await;
         if left.is_err() {
-            // Perhaps broken: the next push opens another.
+            // Perhaps broken: the next call opens another.
             lane.take();
         }
         left.map_err(self.err())
