@@ -157,3 +157,14 @@ where
     }
     Ok((page, bad, healed))
 }
+
+/// Cursor rows as `dsms_cursor` holds them (`source`, `source_db`, `pos`, `id`, `epoch`).
+pub(crate) fn cursor_rows(rows: Vec<(String, Uuid, i64, Uuid, Option<Uuid>)>) -> Vec<super::CursorRow> {
+    rows.into_iter()
+        .map(|(source, source_db, pos, id, epoch)| super::CursorRow {
+            source: crate::domain::RegionName::new(&source),
+            source_db,
+            witness: super::Witness { cursor: FeedPosition { pos, id }, epoch },
+        })
+        .collect()
+}

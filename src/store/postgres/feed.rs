@@ -6,10 +6,9 @@ use sqlx::Row;
 
 use super::COLUMNS;
 use super::PgStore;
-use crate::domain::RegionName;
-use crate::store::row::feed_page;
+use crate::store::row::{cursor_rows, feed_page};
 use crate::store::skip::{self, LOG_ROWS_PER_PAGE, Logged, Segment};
-use crate::store::{Blocker, CursorRow, FeedHold, FeedPage, FeedPosition, Reader, Source, StoreError, Witness};
+use crate::store::{Blocker, CursorRow, FeedHold, FeedPage, FeedPosition, Reader, Source, StoreError};
 
 /// A `pg_stat_activity` row: pid, database, transaction age in seconds, state.
 type BlockerRow = (i32, Option<String>, Option<f64>, Option<String>);
@@ -49,14 +48,7 @@ impl PgStore {
                     .fetch_all(self.db())
                     .await
                     .map_err(self.err())?;
-            Ok(rows
-                .into_iter()
-                .map(|(source, source_db, pos, id, epoch)| CursorRow {
-                    source: RegionName::new(&source),
-                    source_db,
-                    witness: Witness { cursor: FeedPosition { pos, id }, epoch },
-                })
-                .collect())
+            Ok(cursor_rows(rows))
         })
         .await
     }

@@ -5,7 +5,11 @@
 
 use std::sync::atomic::Ordering;
 
+use sqlx::FromRow;
+use sqlx::postgres::PgRow;
+
 use super::PgStore;
+use super::write::VenteArrays;
 use crate::domain::lww::{Seen, Verdict, dedupe_by_id, judge_versions};
 use crate::domain::version::Hlc;
 use crate::domain::{RegionName, Vente, Version};
@@ -63,66 +67,38 @@ impl PgStore {
     }
 
     async fn apply_call(&self, batch: &Batch) -> Result<Vec<Left>, StoreError> {
-        let rows = &batch.rows;
-        let n = rows.len();
-        let (mut ids, mut produits, mut norms, mut montants) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut dates, mut regions, mut times, mut deleted) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut hlcs, mut origins, mut seens) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        for v in rows {
-            ids.push(v.id.0);
-            produits.push(v.produit.as_str());
-            norms.push(v.produit.search_key());
-            montants.push(v.montant.to_decimal());
-            dates.push(v.date_vente.get());
-            regions.push(v.region.as_str());
-            times.push(v.updated_at);
-            deleted.push(v.deleted);
-            hlcs.push(v.version.hlc.0);
-            origins.push(v.version.origin.as_str());
-            seens.push(v.seen.encode());
-        }
+        let arrays = VenteArrays::of(&batch.rows);
         let source = batch.from.as_ref();
-        let call = sqlx::query_as(
-            "SELECT id, hlc, origin, seen, settled FROM dsms_apply($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], \
-             $6::text[], $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[], \
-             $12::uuid, $13::text, $14::uuid, $15::int8, $16::uuid, $17::uuid, $18::timestamptz, $19::text)",
-        )
-        .bind(&ids)
-        .bind(&produits)
-        .bind(&norms)
-        .bind(&montants)
-        .bind(&dates)
-        .bind(&regions)
-        .bind(&times)
-        .bind(&deleted)
-        .bind(&hlcs)
-        .bind(&origins)
-        .bind(&seens)
-        .bind(source.map(|(s, _)| s.db_id))
-        .bind(source.map(|(s, _)| s.region.as_str()))
-        .bind(source.map(|(s, _)| s.db_id))
-        .bind(source.map(|(_, end)| end.pos))
-        .bind(source.map(|(_, end)| end.id))
-        .bind(batch.epoch)
-        .bind((self.clock)())
-        .bind(self.region.as_str());
+        let call = arrays
+            .bind(sqlx::query(
+                "SELECT id, hlc, origin, seen, settled FROM dsms_apply($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], \
+                 $6::text[], $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[], \
+                 $12::uuid, $13::text, $14::uuid, $15::int8, $16::uuid, $17::uuid, $18::timestamptz, $19::text)",
+            ))
+            .bind(source.map(|(s, _)| s.db_id))
+            .bind(source.map(|(s, _)| s.region.as_str()))
+            .bind(source.map(|(s, _)| s.db_id))
+            .bind(source.map(|(_, end)| end.pos))
+            .bind(source.map(|(_, end)| end.id))
+            .bind(batch.epoch)
+            .bind((self.clock)())
+            .bind(self.region.as_str());
         // On the lane when it is free: a connection of its own, out of the pool, so that no release
         // check (one more round trip: sqlx pings every connection given back) follows the call.
+        let left = |rows: Vec<PgRow>| rows.iter().map(<Left as FromRow<'_, PgRow>>::from_row).collect::<Result<Vec<Left>, _>>();
         let Ok(mut lane) = self.push_lane.try_lock() else {
-            return call.fetch_all(self.db()).await.map_err(self.err());
+            return call.fetch_all(self.db()).await.and_then(left).map_err(self.err());
         };
         let conn = match lane.take() {
             Some(conn) => conn,
             None => self.pool.acquire().await.map_err(self.err())?.detach(),
         };
         let conn = lane.insert(conn);
-        let left = call.fetch_all(self.on(&mut *conn)).await;
-        if left.is_err() {
+        let rows = call.fetch_all(self.on(&mut *conn)).await;
+        if rows.is_err() {
             // Perhaps broken: the next call opens another.
             lane.take();
         }
-        left.map_err(self.err())
+        rows.and_then(left).map_err(self.err())
     }
 }

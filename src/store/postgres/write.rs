@@ -24,25 +24,7 @@ impl PgStore {
         only_if_newer: bool,
         via: Option<uuid::Uuid>,
     ) -> Result<u64, sqlx::Error> {
-        let n = rows.len();
-        let (mut ids, mut produits, mut norms, mut montants) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut dates, mut regions, mut times, mut deleted) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut hlcs, mut origins, mut seens) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        for v in rows {
-            ids.push(v.id.0);
-            produits.push(v.produit.as_str());
-            norms.push(v.produit.search_key());
-            montants.push(v.montant.to_decimal());
-            dates.push(v.date_vente.get());
-            regions.push(v.region.as_str());
-            times.push(v.updated_at);
-            deleted.push(v.deleted);
-            hlcs.push(v.version.hlc.0);
-            origins.push(v.version.origin.as_str());
-            seens.push(v.seen.encode());
-        }
+        let arrays = VenteArrays::of(rows);
         let condition = if only_if_newer { "WHERE (EXCLUDED.hlc, EXCLUDED.origin) > (vente.hlc, vente.origin)" } else { "" };
         let sql = format!(
             "INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen, via) \
@@ -53,21 +35,7 @@ impl PgStore {
                updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted, hlc = EXCLUDED.hlc, \
                origin = EXCLUDED.origin, seen = EXCLUDED.seen, via = EXCLUDED.via, txid = pg_current_xact_id() {condition}"
         );
-        let done = sqlx::query(&sql)
-            .bind(&ids)
-            .bind(&produits)
-            .bind(&norms)
-            .bind(&montants)
-            .bind(&dates)
-            .bind(&regions)
-            .bind(&times)
-            .bind(&deleted)
-            .bind(&hlcs)
-            .bind(&origins)
-            .bind(&seens)
-            .bind(via)
-            .execute(self.on(&mut *conn))
-            .await?;
+        let done = arrays.bind(sqlx::query(&sql)).bind(via).execute(self.on(&mut *conn)).await?;
         Ok(done.rows_affected())
     }
 
@@ -173,5 +141,58 @@ impl PgStore {
             Ok(ventes)
         })
         .await
+    }
+}
+
+/// Sales as one array per column, bound as `$1`…`$11` of an `unnest`: id, produit, produit_norm,
+/// montant, date_vente, region, updated_at, deleted, hlc, origin, seen.
+pub(super) struct VenteArrays<'a> {
+    ids: Vec<uuid::Uuid>,
+    produits: Vec<&'a str>,
+    norms: Vec<String>,
+    montants: Vec<rust_decimal::Decimal>,
+    dates: Vec<chrono::NaiveDate>,
+    regions: Vec<&'a str>,
+    times: Vec<DateTime<Utc>>,
+    deleted: Vec<bool>,
+    hlcs: Vec<i64>,
+    origins: Vec<&'a str>,
+    seens: Vec<String>,
+}
+
+impl<'a> VenteArrays<'a> {
+    pub(super) fn of(rows: &'a [Vente]) -> Self {
+        Self {
+            ids: rows.iter().map(|v| v.id.0).collect(),
+            produits: rows.iter().map(|v| v.produit.as_str()).collect(),
+            norms: rows.iter().map(|v| v.produit.search_key()).collect(),
+            montants: rows.iter().map(|v| v.montant.to_decimal()).collect(),
+            dates: rows.iter().map(|v| v.date_vente.get()).collect(),
+            regions: rows.iter().map(|v| v.region.as_str()).collect(),
+            times: rows.iter().map(|v| v.updated_at).collect(),
+            deleted: rows.iter().map(|v| v.deleted).collect(),
+            hlcs: rows.iter().map(|v| v.version.hlc.0).collect(),
+            origins: rows.iter().map(|v| v.version.origin.as_str()).collect(),
+            seens: rows.iter().map(|v| v.seen.encode()).collect(),
+        }
+    }
+
+    /// Binds the eleven arrays, in order, to `query`.
+    pub(super) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.produits)
+            .bind(&self.norms)
+            .bind(&self.montants)
+            .bind(&self.dates)
+            .bind(&self.regions)
+            .bind(&self.times)
+            .bind(&self.deleted)
+            .bind(&self.hlcs)
+            .bind(&self.origins)
+            .bind(&self.seens)
     }
 }

@@ -3,10 +3,9 @@
 
 use super::COLUMNS;
 use super::SqliteStore;
-use crate::domain::RegionName;
-use crate::store::row::feed_page;
+use crate::store::row::{cursor_rows, feed_page};
 use crate::store::skip::{self, LOG_ROWS_PER_PAGE, Logged};
-use crate::store::{CursorRow, FeedPage, FeedPosition, Reader, Source, StoreError, Witness};
+use crate::store::{CursorRow, FeedPage, FeedPosition, Reader, Source, StoreError};
 
 impl SqliteStore {
     pub(super) async fn cursor(&self, source: &Source) -> Result<FeedPosition, StoreError> {
@@ -29,14 +28,7 @@ impl SqliteStore {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(self.err())?;
-            Ok(rows
-                .into_iter()
-                .map(|(source, source_db, pos, id, epoch)| CursorRow {
-                    source: RegionName::new(&source),
-                    source_db,
-                    witness: Witness { cursor: FeedPosition { pos, id }, epoch },
-                })
-                .collect())
+            Ok(cursor_rows(rows))
         })
         .await
     }
