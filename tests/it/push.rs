@@ -270,3 +270,23 @@ fn a_small_batch_in_one_message_judges_and_moves_the_cursor_as_the_full_apply_on
         })
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_after_the_server_restarted_gets_through_on_a_new_connection() {
+    if pg_database().is_none() {
+        return;
+    }
+    // Durable: the restart must keep what was committed (the migrations among it).
+    let cluster = tokio::task::spawn_blocking(dsms::testkit::pg::PgCluster::start_durable).await.unwrap().unwrap();
+    let url = cluster.create_database("ventes").unwrap();
+    let store = pg_store(&url).await;
+    let names = names();
+    let first = sale(&names, 1, None);
+    assert_eq!(store.push(std::slice::from_ref(&first)).await.unwrap().rows, 1);
+    // The connection kept for pushes dies with the server.
+    cluster.stop_immediate().unwrap();
+    cluster.restart().unwrap();
+    let second = sale(&names, 2, None);
+    assert_eq!(store.push(std::slice::from_ref(&second)).await.unwrap().rows, 1);
+    assert_eq!(store.get(second.id).await.unwrap(), Some(second));
+}

@@ -55,6 +55,28 @@ pub struct PgStore {
     push_lane: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
     /// Round trips made to the database (`trips.rs`).
     trips: trips::Trips,
+    /// A connection broke lately: pooled ones are checked before use.
+    suspect: Suspect,
+}
+
+/// Until when pooled connections are checked before use, after one broke.
+#[derive(Clone, Debug, Default)]
+struct Suspect(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl Suspect {
+    /// How long connections stay suspect after one broke.
+    const FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+    fn now(&self) -> bool {
+        Utc::now().timestamp_millis() < self.0.load(Ordering::Relaxed)
+    }
+
+    /// Notes `error`: a broken connection makes every pooled one suspect for a while.
+    fn note(&self, error: &sqlx::Error) {
+        if matches!(error, sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) {
+            self.0.store((Utc::now() + Self::FOR).timestamp_millis(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// Batches of fewer rows are applied in one message (`push.rs`); larger ones by `COPY` or the
@@ -78,21 +100,28 @@ impl PgStore {
                 ("idle_in_transaction_session_timeout", "60000"),
                 ("dsms.writer", writer.as_str()),
             ]);
+        let suspect = Suspect::default();
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(0)
             .acquire_timeout(limits.connect_timeout)
             .idle_timeout(Duration::from_secs(300))
             // A ping before every statement would double its round trips over a wide-area link:
-            // only a connection idle for a while (a NAT may have dropped it) is checked first.
+            // only a connection idle for a while (a NAT may have dropped it) is checked first, and
+            // every one for a while after a connection broke (the server restarted: the others
+            // died with it).
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for < CHECK_IF_IDLE_FOR {
-                        return Ok(true);
-                    }
-                    Ok(sqlx::Connection::ping(conn).await.is_ok())
-                })
+            .before_acquire({
+                let suspect = suspect.clone();
+                move |conn, meta| {
+                    let suspect = suspect.clone();
+                    Box::pin(async move {
+                        if meta.idle_for < CHECK_IF_IDLE_FOR && !suspect.now() {
+                            return Ok(true);
+                        }
+                        Ok(sqlx::Connection::ping(conn).await.is_ok())
+                    })
+                }
             })
             .connect_lazy_with(options);
         let trips = trips::Trips::new(region.clone());
@@ -107,6 +136,7 @@ impl PgStore {
             refusals: AtomicBool::new(true),
             push_lane: tokio::sync::Mutex::new(None),
             trips,
+            suspect,
         })
     }
 
@@ -148,7 +178,10 @@ impl PgStore {
     }
 
     fn err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-        |e| StoreError::from_sqlx(&self.region, e)
+        |e| {
+            self.suspect.note(&e);
+            StoreError::from_sqlx(&self.region, e)
+        }
     }
 
     /// Bounds a call on our side too: a server that stops answering (not only a slow query)

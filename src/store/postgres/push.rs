@@ -69,36 +69,47 @@ impl PgStore {
     async fn apply_call(&self, batch: &Batch) -> Result<Vec<Left>, StoreError> {
         let arrays = VenteArrays::of(&batch.rows);
         let source = batch.from.as_ref();
-        let call = arrays
-            .bind(sqlx::query(
-                "SELECT id, hlc, origin, seen, settled FROM dsms_apply($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], \
-                 $6::text[], $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[], \
-                 $12::uuid, $13::text, $14::uuid, $15::int8, $16::uuid, $17::uuid, $18::timestamptz, $19::text)",
-            ))
-            .bind(source.map(|(s, _)| s.db_id))
-            .bind(source.map(|(s, _)| s.region.as_str()))
-            .bind(source.map(|(s, _)| s.db_id))
-            .bind(source.map(|(_, end)| end.pos))
-            .bind(source.map(|(_, end)| end.id))
-            .bind(batch.epoch)
-            .bind((self.clock)())
-            .bind(self.region.as_str());
+        let call = || {
+            arrays
+                .bind(sqlx::query(
+                    "SELECT id, hlc, origin, seen, settled FROM dsms_apply($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::date[], \
+                     $6::text[], $7::timestamptz[], $8::bool[], $9::int8[], $10::text[], $11::text[], \
+                     $12::uuid, $13::text, $14::uuid, $15::int8, $16::uuid, $17::uuid, $18::timestamptz, $19::text)",
+                ))
+                .bind(source.map(|(s, _)| s.db_id))
+                .bind(source.map(|(s, _)| s.region.as_str()))
+                .bind(source.map(|(s, _)| s.db_id))
+                .bind(source.map(|(_, end)| end.pos))
+                .bind(source.map(|(_, end)| end.id))
+                .bind(batch.epoch)
+                .bind((self.clock)())
+                .bind(self.region.as_str())
+        };
         // On the lane when it is free: a connection of its own, out of the pool, so that no release
         // check (one more round trip: sqlx pings every connection given back) follows the call.
         let left = |rows: Vec<PgRow>| rows.iter().map(<Left as FromRow<'_, PgRow>>::from_row).collect::<Result<Vec<Left>, _>>();
         let Ok(mut lane) = self.push_lane.try_lock() else {
-            return call.fetch_all(self.db()).await.and_then(left).map_err(self.err());
+            return call().fetch_all(self.db()).await.and_then(left).map_err(self.err());
         };
-        let conn = match lane.take() {
-            Some(conn) => conn,
-            None => self.pool.acquire().await.map_err(self.err())?.detach(),
+        let (conn, kept) = match lane.take() {
+            Some(conn) => (conn, true),
+            None => (self.pool.acquire().await.map_err(self.err())?.detach(), false),
         };
         let conn = lane.insert(conn);
-        let rows = call.fetch_all(self.on(&mut *conn)).await;
-        if rows.is_err() {
-            // Perhaps broken: the next call opens another.
-            lane.take();
-        }
+        let rows = match call().fetch_all(self.on(&mut *conn)).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                // Perhaps broken: the next call opens another. A kept connection may have died
+                // while idle (a server restart, a NAT): once more through the pool (an apply is
+                // idempotent, so even one that committed before the link broke).
+                lane.take();
+                self.suspect.note(&e);
+                match e {
+                    sqlx::Error::Io(_) | sqlx::Error::Protocol(_) if kept => call().fetch_all(self.db()).await,
+                    e => Err(e),
+                }
+            }
+        };
         rows.and_then(left).map_err(self.err())
     }
 }
