@@ -9,7 +9,9 @@ use crate::store::{Contact, Epoch, StoreError};
 
 impl PgStore {
     /// `Store::contact` in one statement: identity, snapshot, epochs held and, when asked, the
-    /// epoch opened as `open_epoch` does.
+    /// epoch opened as `open_epoch` does. Whether a change committed at or above the last epoch's
+    /// `below` is read from the feed index's last entry: asked as `EXISTS (… WHERE txid >= below)`,
+    /// the planner, which cannot see `below`, scans the table, every row of an idle region.
     pub(super) async fn contact(&self, epochs: &[uuid::Uuid], open: Option<DateTime<Utc>>) -> Result<Contact, StoreError> {
         let fresh = uuid::Uuid::new_v4();
         self.bounded(async {
@@ -18,7 +20,7 @@ impl PgStore {
                     "WITH snap AS (SELECT pg_current_snapshot() AS s), \
                      last AS (SELECT epoch, below FROM dsms_epoch ORDER BY n DESC LIMIT 1), \
                      moved AS (SELECT $3 AND (NOT EXISTS (SELECT 1 FROM last) \
-                         OR EXISTS (SELECT 1 FROM vente WHERE txid >= (SELECT below FROM last)::text::xid8)) AS yes), \
+                         OR coalesce((SELECT txid FROM vente ORDER BY txid DESC LIMIT 1) >= (SELECT below FROM last)::text::xid8, false)) AS yes), \
                      added AS (INSERT INTO dsms_epoch (epoch, below) \
                          SELECT $1, pg_snapshot_xmin(pg_current_snapshot())::text::int8 FROM moved WHERE yes \
                          RETURNING epoch, below), \
