@@ -30,6 +30,9 @@ use crate::domain::quarantine::Quarantined;
 use crate::domain::version::{WallClock, system_clock};
 use crate::domain::{Backend, ListQuery, LocalWrite, Montant, NewVente, Page, RegionName, RegionSales, Vente, VenteId, WriteOutcome};
 
+/// Connections a region's pool opens at most.
+pub const POOL_CONNECTIONS: u32 = 16;
+
 pub(super) const COLUMNS: &str = "id, produit, montant, date_vente, region, updated_at, deleted, hlc, origin, seen";
 
 pub struct PgStore {
@@ -69,7 +72,7 @@ impl PgStore {
                 ("jit", "off"),
             ]);
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(POOL_CONNECTIONS)
             .min_connections(0)
             .acquire_timeout(limits.connect_timeout)
             .idle_timeout(Duration::from_secs(300))
