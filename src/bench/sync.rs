@@ -70,7 +70,7 @@ pub enum SyncScenario {
     /// N regions in service, new sales written into Dakar while no round runs: rows read,
     /// skipped and applied, and time, of the catch-up round, the round after it and an idle one.
     Regions {
-        /// Region counts to run, one after the other (2 to 14).
+        /// Region counts to run, one after the other (2 to 16).
         #[arg(long, value_delimiter = ',', default_value = "3,6,12")]
         regions: Vec<usize>,
         #[arg(long, default_value_t = 10_000)]
