@@ -54,8 +54,9 @@ pub struct PgStore {
     /// Whether the quarantine may hold refused versions, which applies then release when an
     /// acceptable version arrives (checked once, set again by every refusal and every listing).
     refusals: AtomicBool,
-    /// A connection of its own, out of the pool, for pushes (`push.rs`).
-    push_lane: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
+    /// Connections of their own, out of the pool, for one-message applies (`push.rs`): one for
+    /// pushes, one for rounds, so that a round's applies do not send pushes to the pool.
+    lanes: [tokio::sync::Mutex<Option<sqlx::PgConnection>>; 2],
     /// Round trips made to the database (`trips.rs`).
     trips: trips::Trips,
     /// A connection broke lately: pooled ones are checked before use.
@@ -142,7 +143,7 @@ impl PgStore {
             clock: system_clock(),
             max_future: DEFAULT_MAX_FUTURE,
             refusals: AtomicBool::new(true),
-            push_lane: tokio::sync::Mutex::new(None),
+            lanes: [tokio::sync::Mutex::new(None), tokio::sync::Mutex::new(None)],
             trips,
             suspect,
         })
@@ -316,7 +317,7 @@ impl Store for PgStore {
         // A few rows (the steady trickle of a round) in one message; more by COPY or the plan.
         if batch.rows.len() < ONE_MESSAGE_MAX {
             let rows = crate::domain::lww::dedupe_by_id(&batch.rows).into_owned();
-            return PgStore::apply_in_one(self, &Batch { rows, from: batch.from.clone(), epoch: batch.epoch }).await;
+            return PgStore::apply_in_one(self, &Batch { rows, from: batch.from.clone(), epoch: batch.epoch }, push::Lane::Round).await;
         }
         PgStore::apply(self, batch).await
     }

@@ -16,6 +16,13 @@ use crate::domain::{RegionName, Vente, Version};
 use crate::store::quarantine::any_beyond;
 use crate::store::{Applied, Batch, StoreError};
 
+/// Which kept connection a one-message apply tries first.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Lane {
+    Push = 0,
+    Round = 1,
+}
+
 /// A row `dsms_apply` left: its id, the stored version and history, and whether that settles it.
 type Left = (uuid::Uuid, i64, String, String, bool);
 
@@ -24,7 +31,7 @@ impl PgStore {
         if rows.is_empty() {
             return Ok(Applied::default());
         }
-        self.apply_in_one(&Batch::push(dedupe_by_id(rows).into_owned())).await
+        self.apply_in_one(&Batch::push(dedupe_by_id(rows).into_owned()), Lane::Push).await
     }
 
     /// Whether `batch` may try the one-message apply: nothing to quarantine or release.
@@ -34,11 +41,11 @@ impl PgStore {
 
     /// `Store::apply` of `batch` (one version per id) in one call when the function can take it
     /// all; what it leaves unsettled goes through the full apply, which then moves the cursor.
-    pub(super) async fn apply_in_one(&self, batch: &Batch) -> Result<Applied, StoreError> {
+    pub(super) async fn apply_in_one(&self, batch: &Batch, lane: Lane) -> Result<Applied, StoreError> {
         if (batch.rows.is_empty() && batch.from.is_none()) || !self.fits_one_message(batch) {
             return self.apply(batch).await;
         }
-        let left = self.bounded(self.apply_call(batch)).await?;
+        let left = self.bounded(self.apply_call(batch, lane)).await?;
         let written = (batch.rows.len() - left.len()) as u64;
         // The function settled what is the same or older and already seen (and then a batch's
         // cursor moved). A row left unsettled by its rule or by `judge` goes through the full
@@ -66,7 +73,7 @@ impl PgStore {
         Ok(applied)
     }
 
-    async fn apply_call(&self, batch: &Batch) -> Result<Vec<Left>, StoreError> {
+    async fn apply_call(&self, batch: &Batch, lane: Lane) -> Result<Vec<Left>, StoreError> {
         let arrays = VenteArrays::of(&batch.rows);
         let source = batch.from.as_ref();
         let call = || {
@@ -88,7 +95,7 @@ impl PgStore {
         // On the lane when it is free: a connection of its own, out of the pool, so that no release
         // check (one more round trip: sqlx pings every connection given back) follows the call.
         let left = |rows: Vec<PgRow>| rows.iter().map(<Left as FromRow<'_, PgRow>>::from_row).collect::<Result<Vec<Left>, _>>();
-        let Ok(mut lane) = self.push_lane.try_lock() else {
+        let Ok(mut lane) = self.lanes[lane as usize].try_lock() else {
             return call().fetch_all(self.db()).await.and_then(left).map_err(self.err());
         };
         let (conn, kept) = match lane.take() {
