@@ -45,21 +45,32 @@ pub(crate) trait ApplySql: Send {
     async fn log_applied(&mut self, source: &Source, end: FeedPosition, written: u64) -> Result<(), StoreError>;
 }
 
+/// What an apply knows of the stored versions before it locks anything.
+#[derive(Clone, Copy)]
+pub(crate) enum Held<'h> {
+    /// Read (`ApplySql::held_versions`): rows held at exactly their version are left out first.
+    Versions(&'h HashMap<VenteId, Version>),
+    /// Not read, as the last batches found every row present (an update stream): every row is
+    /// read locked, and judged `Same` when it is held at its version.
+    Unknown,
+}
+
 /// Applies `rows` (one version per id, see `dedupe_by_id`) whose stored versions are `held`, as
-/// received from `from` by `region` at `now`.
+/// received from `from` by `region` at `now`. Also returns whether every row was found stored.
 pub(crate) async fn apply_rows(
     sql: &mut impl ApplySql,
     rows: &[Vente],
-    held: &HashMap<VenteId, Version>,
+    held: Held<'_>,
     from: Option<&(Source, FeedPosition)>,
     epoch: Option<uuid::Uuid>,
     region: &RegionName,
     now: DateTime<Utc>,
-) -> Result<Applied, StoreError> {
+) -> Result<(Applied, bool), StoreError> {
+    let total = rows.len();
     // Rows held at exactly their version (a change coming back through another region's feed, a
     // replay) change nothing: leave them out before locking anything. Every stored version is
     // already below the clock, so the clock moves only for what is left.
-    let is_held = |v: &Vente| held.get(&v.id) == Some(&v.version);
+    let is_held = |v: &Vente| matches!(held, Held::Versions(held) if held.get(&v.id) == Some(&v.version));
     let rows: Cow<'_, [Vente]> =
         if rows.iter().any(is_held) { Cow::Owned(rows.iter().filter(|v| !is_held(v)).cloned().collect()) } else { Cow::Borrowed(rows) };
     let mut stored = HashMap::new();
@@ -69,7 +80,10 @@ pub(crate) async fn apply_rows(
         // Only rows stored at another version need reading, locked for the judgement. A stored
         // row that cannot be decoded (quarantined) is left out of it: the incoming version
         // replaces it if greater (the upsert's guard), with no conflict logged.
-        let ids: Vec<VenteId> = rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect();
+        let ids: Vec<VenteId> = match held {
+            Held::Versions(held) => rows.iter().map(|v| v.id).filter(|id| held.contains_key(id)).collect(),
+            Held::Unknown => rows.iter().map(|v| v.id).collect(),
+        };
         if !ids.is_empty() {
             (stored, unreadable) = sql.stored(&ids).await?;
         }
@@ -86,5 +100,9 @@ pub(crate) async fn apply_rows(
             sql.log_applied(source, *end, written).await?;
         }
     }
-    Ok(Applied { rows: written, conflicts: logged })
+    let all_present = match held {
+        Held::Versions(held) => held.len() == total,
+        Held::Unknown => stored.len() + unreadable.len() == total,
+    };
+    Ok((Applied { rows: written, conflicts: logged }, all_present))
 }

@@ -12,7 +12,7 @@ use super::PgStore;
 use crate::domain::lww::{Conflict, dedupe_by_id};
 use crate::domain::version::Hlc;
 use crate::domain::{RegionName, Vente, VenteId, Version};
-use crate::store::apply::{ApplySql, apply_rows};
+use crate::store::apply::{ApplySql, Held, apply_rows};
 use crate::store::quarantine::{any_beyond, screen};
 use crate::store::row::snapshot;
 use crate::store::{Applied, Batch, FeedPosition, Source, StoreError};
@@ -73,6 +73,14 @@ impl PgStore {
             }
             copy_first.store(false, Ordering::Relaxed);
         }
+        // While the last batches found every row stored (a stream of updates), the stored
+        // versions are not looked at first: the locked read that judges them is enough.
+        if copyable && self.all_present.load(Ordering::Relaxed) {
+            let (applied, all_present) =
+                apply_rows(&mut sql, &rows, Held::Unknown, batch.from.as_ref(), batch.epoch, &self.region, now).await?;
+            self.all_present.store(all_present, Ordering::Relaxed);
+            return Ok(applied);
+        }
         let mut held = sql.held_versions(&rows).await?;
         if copyable && held.is_empty() {
             if let Some(written) = sql.try_copy(&rows).await? {
@@ -82,7 +90,10 @@ impl PgStore {
             // A row arrived meanwhile (another syncer): look again.
             held = sql.held_versions(&rows).await?;
         }
-        apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), batch.epoch, &self.region, now).await
+        let (applied, all_present) =
+            apply_rows(&mut sql, &rows, Held::Versions(&held), batch.from.as_ref(), batch.epoch, &self.region, now).await?;
+        self.all_present.store(copyable && all_present, Ordering::Relaxed);
+        Ok(applied)
     }
 
     /// Leaves out (and quarantines) the versions too far ahead of this region's clock, the later

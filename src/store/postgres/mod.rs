@@ -47,6 +47,9 @@ pub struct PgStore {
     writer: String,
     /// Whether the next apply tries `COPY` first (see `apply_in`).
     copy_first: AtomicBool,
+    /// Whether the last batch applied found every row stored: the next skips the unlocked look
+    /// at stored versions (see `apply_in`).
+    all_present: AtomicBool,
     /// Wall time, for what an apply records (conflicts found, cursors moved).
     clock: WallClock,
     /// Replicated versions further ahead of this region's clock are refused (config `max_future`).
@@ -140,6 +143,7 @@ impl PgStore {
             limits,
             writer,
             copy_first: AtomicBool::new(false),
+            all_present: AtomicBool::new(false),
             clock: system_clock(),
             max_future: DEFAULT_MAX_FUTURE,
             refusals: AtomicBool::new(true),

@@ -13,7 +13,7 @@ use crate::domain::lww::{Conflict, dedupe_by_id};
 use crate::domain::version::Hlc;
 use crate::domain::write::first_of;
 use crate::domain::{RegionName, Vente, VenteId, Version};
-use crate::store::apply::{ApplySql, apply_rows};
+use crate::store::apply::{ApplySql, Held, apply_rows};
 use crate::store::quarantine::{any_beyond, screen};
 use crate::store::row::snapshot;
 use crate::store::{Applied, Batch, FeedPosition, Source, StoreError};
@@ -28,7 +28,8 @@ impl SqliteStore {
             let mut sql =
                 SqliteApply { store: self, conn: &mut tx, via: batch.from.as_ref().map(|(source, _)| source.db_id), positions: None };
             let held = sql.held_versions(&rows).await?;
-            let applied = apply_rows(&mut sql, &rows, &held, batch.from.as_ref(), batch.epoch, &self.region, now).await?;
+            let (applied, _) =
+                apply_rows(&mut sql, &rows, Held::Versions(&held), batch.from.as_ref(), batch.epoch, &self.region, now).await?;
             // The upsert ran marked as dsms's own (see `end_stamping`); the mark ends with it.
             Self::end_stamping(&mut tx).await.map_err(self.err())?;
             tx.commit().await.map_err(self.err())?;
