@@ -72,6 +72,15 @@ pub(super) struct Reached {
     pub(super) epoch: Option<uuid::Uuid>,
 }
 
+impl Reached {
+    /// What this region, as a reader, remembers of `source` (its cursor row at the start of the
+    /// round); `None` when it has none, or its cursor rows were not read.
+    pub(super) fn witness_of(&self, source: &Source) -> Option<&crate::store::Witness> {
+        let rows = self.cursor_rows.as_ref()?;
+        rows.iter().find(|row| row.source == source.region && row.source_db == source.db_id).map(|row| &row.witness)
+    }
+}
+
 impl Engine {
     pub fn new(stores: Vec<Arc<dyn Store>>, options: EngineOptions) -> Self {
         Self { stores, options, home: None, clock: system_clock() }
@@ -287,12 +296,7 @@ impl Engine {
     /// previous one is applied (a channel of one batch bounds memory).
     async fn sync_pair(&self, source: &Reached, target: &Reached, deadline: Instant) -> PairResult {
         let mut result = PairResult::new(&source.source, &target.source);
-        let known = target.cursor_rows.as_ref().map(|rows| {
-            rows.iter()
-                .find(|row| row.source == source.source.region && row.source_db == source.source.db_id)
-                .map(|row| row.witness.cursor)
-                .unwrap_or_default()
-        });
+        let known = target.cursor_rows.as_ref().map(|_| target.witness_of(&source.source).map(|w| w.cursor).unwrap_or_default());
         let start = match known {
             Some(position) => Ok(position),
             None => target.store.cursor(&source.source).await,

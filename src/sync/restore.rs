@@ -66,11 +66,7 @@ pub(super) async fn check(reached: &mut [Reached], now: DateTime<Utc>) -> Checke
             let witnesses: Vec<(&RegionName, &Witness)> = reached
                 .iter()
                 .filter(|target| target.source.region != source.source.region)
-                .filter_map(|target| {
-                    let rows = target.cursor_rows.as_ref()?;
-                    let row = rows.iter().find(|r| r.source == source.source.region && r.source_db == source.source.db_id)?;
-                    Some((&target.source.region, &row.witness))
-                })
+                .filter_map(|target| Some((&target.source.region, target.witness_of(&source.source)?)))
                 .collect();
             evidence(source.horizon, &source.held, &witnesses)
         })
