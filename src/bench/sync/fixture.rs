@@ -53,6 +53,11 @@ pub struct Fixture {
 impl Fixture {
     /// Starts the clusters, with `pg_stat_statements` loaded when `pg_stats`.
     pub async fn start(pg_stats: bool) -> anyhow::Result<Self> {
+        Self::start_with(pg_stats, false).await
+    }
+
+    /// As `start`, and with each commit's time recorded when `commit_times` (`commit_time`).
+    pub async fn start_with(pg_stats: bool, commit_times: bool) -> anyhow::Result<Self> {
         let started = join_all(REGIONS.iter().map(|_| tokio::task::spawn_blocking(PgCluster::start))).await;
         let mut clusters = Vec::with_capacity(REGIONS.len());
         for cluster in started {
@@ -60,9 +65,7 @@ impl Fixture {
         }
         let (mut stores, mut times, mut urls) = (Vec::new(), Vec::new(), Vec::new());
         for (cluster, name) in clusters.iter().zip(REGIONS) {
-            if pg_stats {
-                pgstats::preload(cluster).await?;
-            }
+            pgstats::preload(cluster, pg_stats, commit_times).await?;
             let url = tokio::task::block_in_place(|| cluster.create_database(&name.to_lowercase()))?;
             if pg_stats {
                 pgstats::create(&url).await?;

@@ -10,17 +10,30 @@ use crate::testkit::pg::PgCluster;
 /// Statements listed per region, by total execution time.
 const TOP: i64 = 10;
 
-/// Preloads `pg_stat_statements` (planning time included) and restarts the cluster; the
-/// extension is then created in each database by `create`.
-pub async fn preload(cluster: &PgCluster) -> anyhow::Result<()> {
+/// Settings that need a cluster restart: `pg_stat_statements` preloaded (`statements`), commit
+/// times recorded (`commit_times`: `track_commit_timestamp`, which `pg_xact_commit_timestamp` reads).
+/// Restarts the cluster when either is asked for; the extension is then created in each
+/// database by `create`.
+pub async fn preload(cluster: &PgCluster, statements: bool, commit_times: bool) -> anyhow::Result<()> {
+    if !statements && !commit_times {
+        return Ok(());
+    }
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port());
     let mut conn = PgConnection::connect(&url).await?;
-    sqlx::query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'").execute(&mut conn).await?;
+    if statements {
+        sqlx::query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'").execute(&mut conn).await?;
+    }
+    if commit_times {
+        sqlx::query("ALTER SYSTEM SET track_commit_timestamp = on").execute(&mut conn).await?;
+    }
     conn.close().await?;
     tokio::task::block_in_place(|| {
         cluster.stop_immediate()?;
         cluster.restart()
     })?;
+    if !statements {
+        return Ok(());
+    }
     // The extension's own settings exist only once it is loaded.
     let mut conn = PgConnection::connect(&url).await?;
     for setting in [

@@ -2,7 +2,7 @@
 //! reached from Dakar through a proxy that delays each direction by half the round trip, and one
 //! in-process dsms in Dakar with Dakar's database local — first with `home = "Dakar"`, then in the
 //! central shape. For single sales POSTed to it: the HTTP answer, and the time until both other
-//! databases (read directly, not through the proxy) return the sale. Then idle rounds over the
+//! databases (read directly, not through the proxy) committed the sale. Then idle rounds over the
 //! WAN, in time and in round trips (as the round report counts them); and, at home, a catch-up
 //! of 100,000 sales written in Thies, pulled into Dakar across the WAN, and the round after it.
 //! Owns: the topology and the pacing. Leaves: the measuring (latency.rs).
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::emit;
 use super::fixture::{Fixture, REGIONS};
-use super::latency::{Sample, Writer, one, summary};
+use super::latency::{Sample, Watch, Writer, one, summary};
 use crate::app::App;
 use crate::config::{Config, DatabaseUrl};
 use crate::testkit::proxy::DelayProxy;
@@ -29,7 +29,8 @@ const CATCH_UP: u64 = 100_000;
 
 pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
     anyhow::ensure!(rate > 0.0, "--rate must be positive");
-    let fx = Fixture::start(false).await?;
+    let fx = Fixture::start_with(false, true).await?;
+    let watch = Watch::commit_times(&fx.urls).await?;
     let one_way = Duration::from_millis(rtt_ms) / 2;
     // Dakar's instance reaches its own database directly, the two others across the WAN.
     let mut seen_from_dakar = vec![fx.urls[0].clone()];
@@ -56,15 +57,15 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
         let server = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
         let writer = Writer::Http { client: reqwest::Client::new(), base };
         for _ in 0..WARM_UP {
-            one(&writer, &fx.stores, 0, Duration::ZERO).await?;
+            one(&writer, &watch, 0).await?;
         }
         let every = Duration::from_secs_f64(1.0 / rate);
         let start = tokio::time::Instant::now();
         let mut tasks = Vec::with_capacity(writes as usize);
         for i in 0..writes {
             tokio::time::sleep_until(start + every * i).await;
-            let (writer, pollers) = (writer.clone(), fx.stores.clone());
-            tasks.push(tokio::spawn(async move { one(&writer, &pollers, 0, Duration::ZERO).await }));
+            let (writer, watch) = (writer.clone(), watch.clone());
+            tasks.push(tokio::spawn(async move { one(&writer, &watch, 0).await }));
         }
         let mut samples: Vec<Sample> = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -97,7 +98,7 @@ pub async fn run(rtt_ms: u64, writes: u32, rate: f64) -> anyhow::Result<()> {
             "idle_round_in_rtts": if rtt_ms == 0 { 0.0 } else { idle_p50 / rtt_ms as f64 },
             "idle_round_trips_to_remote_regions": {"max": max_trips, "per_remote_pair": max_trips as f64 / remote_pairs as f64},
             "targets": {"post_p95_ms": 15, "visible_p95_ms": rtt_ms as f64 / 2.0 + 10.0, "idle_round_trips_per_pair": 2},
-            "how": "3 PostgreSQL clusters; Thies and Saint-Louis behind a proxy delaying each direction by rtt/2; one in-process dsms in Dakar (Dakar's database direct); POST /api/ventes; visible = both other databases return the sale to Store::get, polled directly; round trips = the round report's count for Thies and Saint-Louis (statements that waited for an answer)",
+            "how": format!("3 PostgreSQL clusters; Thies and Saint-Louis behind a proxy delaying each direction by rtt/2; one in-process dsms in Dakar (Dakar's database direct); POST /api/ventes; {} (the databases read directly, not through the proxy); round trips = the round report's count for Thies and Saint-Louis (statements that waited for an answer)", watch.describe()),
         }));
         stop.cancel();
         server.await??;
