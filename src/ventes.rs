@@ -26,6 +26,9 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pushes under way at once, at most: past that (a region slower than the writes), a write is
 /// left to the rounds rather than queued without bound.
 const PUSHES_IN_FLIGHT: usize = 256;
+/// How long a push may run before listeners are told it ended anyway: a region that neither
+/// answers nor refuses does not hold back the round after a write for the whole `PUSH_TIMEOUT`.
+const PUSH_NUDGE: Duration = Duration::from_secs(1);
 /// How long client calls skip a region after finding it unreachable.
 const BREAKER_PAUSE: Duration = Duration::from_secs(2);
 
@@ -51,9 +54,15 @@ pub enum WriteKind {
     Deleted,
 }
 
-/// Told of every client write once it is committed (counters, cache, the sync scheduler).
+/// Told of every client write once it is committed (counters, cache), and once its immediate
+/// push to the other regions has ended (the sync scheduler: a round started then finds the write
+/// delivered instead of racing its push for the same rows).
 pub trait WriteListener: Send + Sync {
-    fn written(&self, kind: WriteKind, vente: &Vente);
+    fn written(&self, _kind: WriteKind, _vente: &Vente) {}
+
+    /// The push of a written sale ended (delivered, failed, or still under way after
+    /// `PUSH_NUDGE`), or none was started (every push slot taken).
+    fn pushed(&self) {}
 }
 
 /// A created sale, and whether this call wrote it or replayed an identical earlier create.
@@ -125,6 +134,12 @@ impl Ventes {
     fn notify(&self, kind: WriteKind, vente: &Vente) {
         for listener in &self.listeners {
             listener.written(kind, vente);
+        }
+    }
+
+    fn notify_pushed(listeners: &[Arc<dyn WriteListener>]) {
+        for listener in listeners {
+            listener.pushed();
         }
     }
 
@@ -319,6 +334,7 @@ impl Ventes {
             for vente in &ventes {
                 self.notify(WriteKind::Created, vente);
             }
+            Self::notify_pushed(&self.listeners);
             written += ventes.len();
         }
         Ok(written)
@@ -333,12 +349,21 @@ impl Ventes {
     fn push(&self, written_in: &RegionName, vente: &Vente) {
         let Ok(slot) = self.push_slots.clone().try_acquire_owned() else {
             tracing::debug!(region = %written_in, "trop de propagations en cours : la prochaine synchronisation s'en charge");
+            Self::notify_pushed(&self.listeners);
             return;
         };
         let others = self.others(written_in);
         let ventes = vec![vente.clone()];
+        let listeners = self.listeners.clone();
         self.pushes.spawn(async move {
-            push_to(others, ventes).await;
+            let push = push_to(others, ventes);
+            tokio::pin!(push);
+            if tokio::time::timeout(PUSH_NUDGE, &mut push).await.is_err() {
+                Self::notify_pushed(&listeners);
+                push.await;
+            } else {
+                Self::notify_pushed(&listeners);
+            }
             drop(slot);
         });
     }

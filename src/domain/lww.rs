@@ -24,6 +24,13 @@ impl Seen {
         seen
     }
 
+    /// The text of `Seen::after(None, version)` before its clock value: a region's first write to
+    /// a row stores `{prefix}{hlc}`, so a store that learns the clock value only in the statement
+    /// that writes the row can complete it there.
+    pub fn first_write_prefix(origin: &RegionName) -> String {
+        format!("{}=", escape(origin.as_str()))
+    }
+
     /// True when this history includes every write `other` includes.
     pub fn includes(&self, other: &Seen) -> bool {
         other.0.iter().all(|(region, hlc)| self.0.get(region).is_some_and(|mine| mine >= hlc))
@@ -36,7 +43,6 @@ impl Seen {
     /// Compact text for storage: `Dakar=123;Thies=456` (names never contain `=` or `;`… but are
     /// escaped anyway by percent-encoding those two characters and `%`).
     pub fn encode(&self) -> String {
-        let escape = |s: &str| s.replace('%', "%25").replace('=', "%3D").replace(';', "%3B");
         self.0.iter().map(|(r, h)| format!("{}={}", escape(r.as_str()), h.0)).collect::<Vec<_>>().join(";")
     }
 
@@ -49,6 +55,11 @@ impl Seen {
         }
         Some(Self(seen))
     }
+}
+
+/// A region name as `Seen::encode` writes it: `%`, `=` and `;` percent-encoded.
+fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('=', "%3D").replace(';', "%3B")
 }
 
 /// What to do with an incoming row version, given the stored one.

@@ -1,5 +1,5 @@
-//! When rounds run: every `sync_interval`, right after local writes (coalesced: writes during a
-//! round make one more round, not one each), when another process writes into a PostgreSQL
+//! When rounds run: every `sync_interval`, right after local writes have been pushed (coalesced:
+//! writes during a round make one more round, not one each), when another process writes into a PostgreSQL
 //! region (LISTEN), and on demand. One round at a time per process. Owns: timing and who hears
 //! about each round. Leaves: the round itself (engine.rs).
 
@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
 use super::report::RoundReport;
-use crate::domain::Vente;
-use crate::ventes::{WriteKind, WriteListener};
+use crate::ventes::WriteListener;
 
 /// Told of every finished round (statistics, caches, metrics).
 pub trait RoundListener: Send + Sync {
@@ -145,8 +144,11 @@ impl Scheduler {
     }
 }
 
+/// With `sync_on_write`, a round once a client write's push has ended: started earlier, the
+/// round would apply the same row in the same regions at the same moment, each waiting on the
+/// other's locks.
 impl WriteListener for Scheduler {
-    fn written(&self, _kind: WriteKind, _vente: &Vente) {
+    fn pushed(&self) {
         if self.sync_on_write {
             self.nudge();
         }

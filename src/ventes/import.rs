@@ -68,6 +68,7 @@ impl Ventes {
             for (kind, vente) in &written {
                 self.notify(*kind, vente);
             }
+            Self::notify_pushed(&self.listeners);
             for (i, verdict) in order.get(home).into_iter().flatten().zip(group_verdicts) {
                 verdicts[*i] = verdict;
             }

@@ -14,6 +14,7 @@ mod home;
 mod import_lww;
 mod layers;
 mod linear;
+mod local_write;
 mod monitor;
 mod monitor_rounds;
 mod openapi;

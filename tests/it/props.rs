@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
 use dsms::config::{Config, DatabaseUrl};
+use dsms::domain::lww::Seen;
 use dsms::domain::vente::DateVente;
+use dsms::domain::version::{Hlc, Version};
 use dsms::domain::{Cursor, LocalWrite, WriteOutcome};
 use dsms::domain::{Montant, NewVente, Produit, VenteId};
 use dsms::store::{self, Limits, Store};
@@ -313,6 +315,16 @@ proptest! {
     ) {
         let pattern = regex::Regex::new(Produit::PATTERN).unwrap();
         prop_assert_eq!(pattern.is_match(&text), Produit::parse(&text).is_ok(), "{:?}", text);
+    }
+
+    /// A region's first write to a row stores `Seen::first_write_prefix` followed by its clock
+    /// value: the PostgreSQL create that completes it in SQL stores what `Seen::after` says.
+    #[test]
+    fn a_first_write_history_is_its_prefix_and_clock(origin in prop_oneof![any::<String>(), "[%=;a-z ]{0,8}"], hlc in any::<i64>()) {
+        let config = Config::with_regions(vec![(origin.as_str(), DatabaseUrl::Sqlite("x".into()))]);
+        let origin = config.region_names().iter().next().cloned().unwrap();
+        let version = Version { hlc: Hlc(hlc), origin: origin.clone() };
+        prop_assert_eq!(format!("{}{hlc}", Seen::first_write_prefix(&origin)), Seen::after(None, &version).encode());
     }
 
     /// The documented plain form of a string amount is exactly `Montant::parse_plain`.

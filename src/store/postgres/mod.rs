@@ -8,6 +8,7 @@ mod analytics;
 mod apply;
 mod bulk;
 mod feed;
+mod lanes;
 mod push;
 mod trips;
 
@@ -57,9 +58,9 @@ pub struct PgStore {
     /// Whether the quarantine may hold refused versions, which applies then release when an
     /// acceptable version arrives (checked once, set again by every refusal and every listing).
     refusals: AtomicBool,
-    /// Connections of their own, out of the pool, for one-message applies (`push.rs`): one for
-    /// pushes, one for rounds, so that a round's applies do not send pushes to the pool.
-    lanes: [tokio::sync::Mutex<Option<sqlx::PgConnection>>; 2],
+    /// Connections of their own, out of the pool (`lanes.rs`): for pushes, for a round's
+    /// one-message applies, for client creates.
+    lanes: [tokio::sync::Mutex<Option<sqlx::PgConnection>>; lanes::LANES],
     /// Round trips made to the database (`trips.rs`).
     trips: trips::Trips,
     /// A connection broke lately: pooled ones are checked before use.
@@ -147,7 +148,7 @@ impl PgStore {
             clock: system_clock(),
             max_future: DEFAULT_MAX_FUTURE,
             refusals: AtomicBool::new(true),
-            lanes: [tokio::sync::Mutex::new(None), tokio::sync::Mutex::new(None)],
+            lanes: std::array::from_fn(|_| tokio::sync::Mutex::new(None)),
             trips,
             suspect,
         })
@@ -321,7 +322,7 @@ impl Store for PgStore {
         // A few rows (the steady trickle of a round) in one message; more by COPY or the plan.
         if batch.rows.len() < ONE_MESSAGE_MAX {
             let rows = crate::domain::lww::dedupe_by_id(&batch.rows).into_owned();
-            return PgStore::apply_in_one(self, &Batch { rows, from: batch.from.clone(), epoch: batch.epoch }, push::Lane::Round).await;
+            return PgStore::apply_in_one(self, &Batch { rows, from: batch.from.clone(), epoch: batch.epoch }, lanes::Lane::Round).await;
         }
         PgStore::apply(self, batch).await
     }

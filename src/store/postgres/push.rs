@@ -9,19 +9,13 @@ use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
+use super::lanes::Lane;
 use super::write::VenteArrays;
 use crate::domain::lww::{Seen, Verdict, dedupe_by_id, judge_versions};
 use crate::domain::version::Hlc;
 use crate::domain::{RegionName, Vente, Version};
 use crate::store::quarantine::any_beyond;
 use crate::store::{Applied, Batch, StoreError};
-
-/// Which kept connection a one-message apply tries first.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Lane {
-    Push = 0,
-    Round = 1,
-}
 
 /// A row `dsms_apply` left: its id, the stored version and history, and whether that settles it.
 type Left = (uuid::Uuid, i64, String, String, bool);
@@ -92,30 +86,12 @@ impl PgStore {
                 .bind((self.clock)())
                 .bind(self.region.as_str())
         };
-        // On the lane when it is free: a connection of its own, out of the pool, so that no release
-        // check (one more round trip: sqlx pings every connection given back) follows the call.
         let left = |rows: Vec<PgRow>| rows.iter().map(<Left as FromRow<'_, PgRow>>::from_row).collect::<Result<Vec<Left>, _>>();
-        let Ok(mut lane) = self.lanes[lane as usize].try_lock() else {
-            return call().fetch_all(self.db()).await.and_then(left).map_err(self.err());
-        };
-        let (conn, kept) = match lane.take() {
-            Some(conn) => (conn, true),
-            None => (self.pool.acquire().await.map_err(self.err())?.detach(), false),
-        };
-        let conn = lane.insert(conn);
-        let rows = match call().fetch_all(self.on(&mut *conn)).await {
-            Ok(rows) => Ok(rows),
-            Err(e) => {
-                // Perhaps broken: the next call opens another. A kept connection may have died
-                // while idle (a server restart, a NAT): once more through the pool (an apply is
-                // idempotent, so even one that committed before the link broke).
-                lane.take();
-                self.suspect.note(&e);
-                match e {
-                    sqlx::Error::Io(_) | sqlx::Error::Protocol(_) if kept => call().fetch_all(self.db()).await,
-                    e => Err(e),
-                }
-            }
+        let mut on = self.lane(lane).await.map_err(self.err())?;
+        let rows = match call().fetch_all(self.on(on.conn())).await {
+            // An apply is idempotent: once more even if the first one committed before the link broke.
+            Err(e) if on.broken(&e) => call().fetch_all(self.db()).await,
+            rows => rows,
         };
         rows.and_then(left).map_err(self.err())
     }

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::PgStore;
-use crate::domain::lww::dedupe_by_id;
+use super::lanes::Lane;
+use crate::domain::lww::{Seen, dedupe_by_id};
 use crate::domain::version::{ClockOverflow, Hlc};
 use crate::domain::write::{decide, first_of, local_vente, stamp};
 use crate::domain::{LocalWrite, NewVente, Vente, VenteId, WriteOutcome};
@@ -98,8 +99,52 @@ impl PgStore {
         Ok((found, floor))
     }
 
+    /// A create of a sale this region does not hold, in one statement (autocommit: one round
+    /// trip): the clock row is stamped and locked first, as in every local write, then the row is
+    /// inserted unless its id is stored. `None` when nothing was written (the id is stored, even
+    /// unreadable, or the clock cannot take one more value): the full write then decides.
+    async fn create_fresh(&self, id: VenteId, new: &NewVente, now: DateTime<Utc>) -> Result<Option<Vente>, StoreError> {
+        let wall = Hlc::from_wall_ms(now.timestamp_millis());
+        let planned = local_vente(&self.region, id, new, now, wall.0, None);
+        let statement = || {
+            sqlx::query_as::<_, (i64,)>(
+                "WITH c AS (UPDATE dsms_clock SET hlc = greatest(hlc + 1, $1, \
+                 (floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint << 16) \
+               WHERE hlc < $2 RETURNING hlc) \
+             INSERT INTO vente (id, produit, produit_norm, montant, date_vente, region, updated_at, deleted, hlc, origin, seen) \
+             SELECT $3, $4, $5, $6, $7, $8, $9, false, c.hlc, $10, $11 || c.hlc FROM c \
+             ON CONFLICT (id) DO NOTHING RETURNING hlc",
+            )
+            .bind(wall.0)
+            .bind(i64::MAX)
+            .bind(id.0)
+            .bind(planned.produit.as_str())
+            .bind(planned.produit.search_key())
+            .bind(planned.montant.to_decimal())
+            .bind(planned.date_vente.get())
+            .bind(planned.region.as_str())
+            .bind(planned.updated_at)
+            .bind(self.region.as_str())
+            .bind(Seen::first_write_prefix(&self.region))
+        };
+        let mut on = self.lane(Lane::Write).await.map_err(self.err())?;
+        let stamped = match statement().fetch_optional(self.on(on.conn())).await {
+            // Once more if the link broke: a create that committed the first time then finds its id
+            // stored, and the full write answers it as a replay.
+            Err(e) if on.broken(&e) => statement().fetch_optional(self.db()).await,
+            stamped => stamped,
+        }
+        .map_err(self.err())?;
+        Ok(stamped.map(|(hlc,)| local_vente(&self.region, id, new, now, hlc, None)))
+    }
+
     pub(super) async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
         self.bounded(async {
+            if let LocalWrite::Create { id, vente } = write {
+                if let Some(created) = self.create_fresh(*id, vente, now).await? {
+                    return Ok(WriteOutcome::Written(created));
+                }
+            }
             let mut tx = self.begin().await.map_err(self.err())?;
             let hlc = self.stamp(&mut tx, now, 1).await.map_err(self.err())?.map_err(|e| self.overflow(e))?;
             // Locked, and passed: a plain SQL write to this row may be stamped above our clock.
