@@ -1,5 +1,5 @@
 //! A write pushed to another region is one message (issue 15): on PostgreSQL one call of
-//! `dsms_push` in autocommit, counted on the wire by the delaying proxy; and it judges every row
+//! `dsms_apply` in autocommit, counted on the wire by the delaying proxy; and it judges every row
 //! exactly as the full apply does, its SQL history test agreeing with `Seen::includes`.
 
 use std::sync::Arc;
