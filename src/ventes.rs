@@ -60,9 +60,9 @@ pub enum WriteKind {
 pub trait WriteListener: Send + Sync {
     fn written(&self, _kind: WriteKind, _vente: &Vente) {}
 
-    /// The push of a written sale ended (delivered, failed, or still under way after
-    /// `PUSH_NUDGE`), or none was started (every push slot taken).
-    fn pushed(&self) {}
+    /// The push of a sale written in `written_in` ended (delivered, failed, or still under way
+    /// after `PUSH_NUDGE`), or none was started (every push slot taken).
+    fn pushed(&self, _written_in: &RegionName) {}
 }
 
 /// A created sale, and whether this call wrote it or replayed an identical earlier create.
@@ -137,9 +137,9 @@ impl Ventes {
         }
     }
 
-    fn notify_pushed(listeners: &[Arc<dyn WriteListener>]) {
+    fn notify_pushed(listeners: &[Arc<dyn WriteListener>], written_in: &RegionName) {
         for listener in listeners {
-            listener.pushed();
+            listener.pushed(written_in);
         }
     }
 
@@ -334,7 +334,7 @@ impl Ventes {
             for vente in &ventes {
                 self.notify(WriteKind::Created, vente);
             }
-            Self::notify_pushed(&self.listeners);
+            Self::notify_pushed(&self.listeners, &region);
             written += ventes.len();
         }
         Ok(written)
@@ -349,20 +349,21 @@ impl Ventes {
     fn push(&self, written_in: &RegionName, vente: &Vente) {
         let Ok(slot) = self.push_slots.clone().try_acquire_owned() else {
             tracing::debug!(region = %written_in, "trop de propagations en cours : la prochaine synchronisation s'en charge");
-            Self::notify_pushed(&self.listeners);
+            Self::notify_pushed(&self.listeners, written_in);
             return;
         };
         let others = self.others(written_in);
         let ventes = vec![vente.clone()];
         let listeners = self.listeners.clone();
+        let written_in = written_in.clone();
         self.pushes.spawn(async move {
             let push = push_to(others, ventes);
             tokio::pin!(push);
             if tokio::time::timeout(PUSH_NUDGE, &mut push).await.is_err() {
-                Self::notify_pushed(&listeners);
+                Self::notify_pushed(&listeners, &written_in);
                 push.await;
             } else {
-                Self::notify_pushed(&listeners);
+                Self::notify_pushed(&listeners, &written_in);
             }
             drop(slot);
         });

@@ -1,5 +1,5 @@
-//! One sync round: every reachable region pulls, from every other reachable region, the changes
-//! its cursor has not reached yet, batch by batch. Owns: the round's shape (who syncs with whom,
+//! One sync round: every reachable region pulls, from every other reachable region (or from the
+//! regions the round was asked to read), the changes its cursor has not reached yet, batch by batch. Owns: the round's shape (who syncs with whom,
 //! timeouts, the deadline, partial rounds) and its report. Leaves: the LWW rule (merge.rs), SQL
 //! and cursors (store/), scheduling (scheduler.rs).
 
@@ -113,10 +113,16 @@ impl Engine {
     /// Runs one round. Never fails as a whole: unreachable regions are reported and skipped, and
     /// the others sync among themselves.
     pub async fn round(&self) -> RoundReport {
+        self.round_from(None).await
+    }
+
+    /// Runs one round that reads only `sources` (every region when `None`): what a wake-up from
+    /// those regions needs (a write committed there), in a third of the pairs of three regions.
+    pub async fn round_from(&self, sources: Option<&[crate::domain::RegionName]>) -> RoundReport {
         // Every call the round makes runs in this task (joined, never spawned): the round trips
         // they make to each region are counted for it alone, not with requests served meanwhile.
         let trips = RoundTrips::default();
-        let mut report = trips.scope(self.round_uncounted()).await;
+        let mut report = trips.scope(self.round_uncounted(sources)).await;
         for region in &mut report.regions {
             region.round_trips = trips.of(&region.region);
         }
@@ -124,7 +130,7 @@ impl Engine {
         report
     }
 
-    async fn round_uncounted(&self) -> RoundReport {
+    async fn round_uncounted(&self, sources: Option<&[crate::domain::RegionName]>) -> RoundReport {
         let started_at = (self.clock)();
         let clock = Instant::now();
         let deadline = clock + self.options.round_deadline;
@@ -236,7 +242,8 @@ impl Engine {
         let mut per_target = Vec::with_capacity(reached.len());
         for target in reached.iter().filter(|t| self.pulls_into(&t.source.region)) {
             let mut pulls = Vec::with_capacity(reached.len());
-            for source in reached {
+            let read = |source: &Reached| sources.is_none_or(|only| only.contains(&source.source.region));
+            for source in reached.iter().filter(|source| read(source)) {
                 if source.source.region != target.source.region {
                     pulls.push(self.sync_pair(source, target, deadline));
                 }

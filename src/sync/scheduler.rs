@@ -1,8 +1,10 @@
-//! When rounds run: every `sync_interval`, right after local writes have been pushed (coalesced:
-//! writes during a round make one more round, not one each), when another process writes into a PostgreSQL
-//! region (LISTEN), and on demand. One round at a time per process. Owns: timing and who hears
+//! When rounds run: every `sync_interval` and on demand (reading every region); right after local
+//! writes have been pushed, and when another process writes into a PostgreSQL region (LISTEN),
+//! reading the regions written. Asks are coalesced: asks during a round make one more round, not
+//! one each. One round at a time per process. Owns: timing, what each round reads, and who hears
 //! about each round. Leaves: the round itself (engine.rs).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
 use super::report::RoundReport;
+use crate::domain::RegionName;
 use crate::ventes::WriteListener;
 
 /// Told of every finished round (statistics, caches, metrics).
@@ -38,6 +41,8 @@ pub struct Scheduler {
     interval: Option<Duration>,
     sync_on_write: bool,
     wake: Notify,
+    /// What the rounds asked for since the last one started must read.
+    asked: std::sync::Mutex<Asked>,
     running: Mutex<()>,
     listeners: std::sync::RwLock<Vec<Arc<dyn RoundListener>>>,
 }
@@ -50,6 +55,7 @@ impl Scheduler {
             sync_on_write,
             request_wait: Duration::from_secs(10),
             wake: Notify::new(),
+            asked: std::sync::Mutex::default(),
             running: Mutex::new(()),
             listeners: std::sync::RwLock::default(),
         }
@@ -69,13 +75,44 @@ impl Scheduler {
 
     /// Asks for a round soon; many asks before it starts make one round.
     pub fn nudge(&self) {
+        self.ask(|asked| asked.all = true);
+    }
+
+    /// Asks for a round soon that reads at least `source` (a change committed there); many asks
+    /// before it starts make one round, which reads what they all named.
+    pub fn nudge_from(&self, source: &RegionName) {
+        self.ask(|asked| {
+            asked.from.insert(source.clone());
+        });
+    }
+
+    fn ask(&self, what: impl FnOnce(&mut Asked)) {
+        match self.asked.lock() {
+            Ok(mut asked) => what(&mut asked),
+            // Poisoned: a full round is always a right answer.
+            Err(_) => tracing::error!("demandes de synchronisation illisibles : tour complet"),
+        }
         self.wake.notify_one();
+    }
+
+    /// What was asked since the last round started, forgotten here (poisoned: everything).
+    fn take_asked(&self) -> Asked {
+        self.asked.lock().map(|mut asked| std::mem::take(&mut *asked)).unwrap_or_else(|_| Asked { all: true, ..Asked::default() })
     }
 
     /// Runs a round now (after the one in progress, if any) and returns its report.
     pub async fn run_now(&self) -> RoundReport {
+        self.round_of(None).await
+    }
+
+    /// Runs a round reading `sources` only (every region when `None`) after the one in progress.
+    /// What was asked for until it starts is then served: a full round serves every ask.
+    async fn round_of(&self, sources: Option<Vec<RegionName>>) -> RoundReport {
         let _turn = self.running.lock().await;
-        let report = self.engine.round().await;
+        if sources.is_none() {
+            self.take_asked();
+        }
+        let report = self.engine.round_from(sources.as_deref()).await;
         let listeners = self.listeners.read().map(|l| l.clone()).unwrap_or_default();
         for listener in listeners {
             listener.round_done(&report);
@@ -108,19 +145,26 @@ impl Scheduler {
         for store in self.engine.stores() {
             let (store, me, stop) = (store.clone(), self.clone(), stop.clone());
             tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        result = store.listen_for_changes(&me.wake) => {
-                            if let Err(e) = result {
-                                tracing::debug!(region = %store.region(), error = %e, "écoute des changements interrompue");
-                            }
+                // A change heard in this region asks for a round that reads it.
+                let heard = Notify::new();
+                let ask = async {
+                    loop {
+                        heard.notified().await;
+                        me.nudge_from(store.region());
+                    }
+                };
+                let listen = async {
+                    loop {
+                        if let Err(e) = store.listen_for_changes(&heard).await {
+                            tracing::debug!(region = %store.region(), error = %e, "écoute des changements interrompue");
                         }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
                     }
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
+                };
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = ask => {}
+                    () = listen => {}
                 }
             });
         }
@@ -131,26 +175,45 @@ impl Scheduler {
                     None => std::future::pending().await,
                 }
             };
+            // A tick reads every region; a wake-up, what was asked (everything, unless only
+            // some regions' changes were: then those regions).
+            let sources = tokio::select! {
+                () = stop.cancelled() => return,
+                () = tick => None,
+                () = self.wake.notified() => self.take_asked().sources(),
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tick => {}
-                () = self.wake.notified() => {}
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = self.run_now() => {}
+                _ = self.round_of(sources) => {}
             }
         }
     }
 }
 
-/// With `sync_on_write`, a round once a client write's push has ended: started earlier, the
-/// round would apply the same row in the same regions at the same moment, each waiting on the
-/// other's locks.
+/// What the rounds asked since the last one started must read.
+#[derive(Debug, Default)]
+struct Asked {
+    /// Every region.
+    all: bool,
+    /// At least these regions (changes were committed there).
+    from: BTreeSet<RegionName>,
+}
+
+impl Asked {
+    /// The regions to read, `None` for all: all when so asked, or when nothing was (a wake-up
+    /// whose ask a full round already served still makes a round, as it always did).
+    fn sources(self) -> Option<Vec<RegionName>> {
+        (!self.all && !self.from.is_empty()).then(|| self.from.into_iter().collect())
+    }
+}
+
+/// With `sync_on_write`, a round once a client write's push has ended, reading the region written:
+/// started earlier, the round would apply the same row in the same regions at the same moment,
+/// each waiting on the other's locks.
 impl WriteListener for Scheduler {
-    fn pushed(&self) {
+    fn pushed(&self, written_in: &RegionName) {
         if self.sync_on_write {
-            self.nudge();
+            self.nudge_from(written_in);
         }
     }
 }

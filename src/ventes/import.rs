@@ -68,7 +68,7 @@ impl Ventes {
             for (kind, vente) in &written {
                 self.notify(*kind, vente);
             }
-            Self::notify_pushed(&self.listeners);
+            Self::notify_pushed(&self.listeners, &region);
             for (i, verdict) in order.get(home).into_iter().flatten().zip(group_verdicts) {
                 verdicts[*i] = verdict;
             }

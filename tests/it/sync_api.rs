@@ -86,6 +86,47 @@ async fn writes_arriving_together_are_synced_by_fewer_rounds_than_writes() {
     assert!((1..40).contains(&count), "{count} rounds for 40 writes");
 }
 
+/// Every round report, in order.
+#[derive(Default)]
+struct Reports(std::sync::Mutex<Vec<RoundReport>>);
+
+impl RoundListener for Reports {
+    fn round_done(&self, report: &RoundReport) {
+        self.0.lock().unwrap().push(report.clone());
+    }
+}
+
+impl Reports {
+    async fn first(&self) -> RoundReport {
+        for _ in 0..200 {
+            if let Some(report) = self.0.lock().unwrap().first() {
+                return report.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no round");
+    }
+}
+
+#[tokio::test]
+async fn the_round_after_a_write_reads_the_region_written_and_a_requested_round_reads_them_all() {
+    let app = spawn_app(Backends::Sqlite).await.unwrap();
+    let reports = Arc::new(Reports::default());
+    app.scheduler.add_listener(reports.clone());
+    // Committed in the first region (Dakar), whatever the sale's `region` says; pushed from there.
+    let vente = app.create_vente("Thies", "Mil", "1000").await;
+    let round = reports.first().await;
+    let pairs: Vec<(&str, &str)> = round.pairs.iter().map(|p| (p.source.as_str(), p.target.as_str())).collect();
+    assert_eq!(pairs.len(), 2, "{pairs:?}");
+    assert!(pairs.iter().all(|(source, _)| *source == "Dakar"), "{pairs:?}");
+    for store in app.ventes.stores() {
+        let id = VenteId::parse_hyphenated(vente["id"].as_str().unwrap()).unwrap();
+        assert!(store.get(id).await.unwrap().is_some(), "{} lacks the sale", store.region());
+    }
+    let requested = app.scheduler.run_now().await;
+    assert_eq!(requested.pairs.len(), 6);
+}
+
 #[tokio::test]
 async fn a_write_made_by_another_process_in_postgresql_wakes_the_server() {
     let dir = tempfile::tempdir().unwrap();
