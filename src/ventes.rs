@@ -359,11 +359,10 @@ impl Ventes {
         self.pushes.spawn(async move {
             let push = push_to(others, ventes);
             tokio::pin!(push);
-            if tokio::time::timeout(PUSH_NUDGE, &mut push).await.is_err() {
-                Self::notify_pushed(&listeners, &written_in);
+            let ended = tokio::time::timeout(PUSH_NUDGE, &mut push).await.is_ok();
+            Self::notify_pushed(&listeners, &written_in);
+            if !ended {
                 push.await;
-            } else {
-                Self::notify_pushed(&listeners, &written_in);
             }
             drop(slot);
         });

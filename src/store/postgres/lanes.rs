@@ -5,11 +5,13 @@
 //! in use goes through the pool as before. Owns: taking, keeping and dropping those connections.
 //! Leaves: the statements (push.rs, write.rs).
 
+use std::time::Instant;
+
 use sqlx::PgConnection;
 use sqlx::pool::PoolConnection;
 use tokio::sync::MutexGuard;
 
-use super::{PgStore, Suspect};
+use super::{CHECK_IF_IDLE_FOR, PgStore, Suspect};
 
 /// Which kept connection a call tries first.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +24,12 @@ pub(super) enum Lane {
 /// How many lanes a store keeps.
 pub(super) const LANES: usize = 3;
 
+/// A lane's connection, and when it was last handed out.
+pub(super) struct Kept {
+    conn: PgConnection,
+    used: Instant,
+}
+
 /// A connection for one call: a lane's kept one, or the pool's while the lane is busy.
 pub(super) struct OnLane<'a> {
     conn: Conn<'a>,
@@ -29,7 +37,7 @@ pub(super) struct OnLane<'a> {
 }
 
 enum Conn<'a> {
-    Kept { slot: MutexGuard<'a, Option<PgConnection>>, reused: bool },
+    Kept { slot: MutexGuard<'a, Option<Kept>>, reused: bool },
     Pooled(PoolConnection<sqlx::Postgres>),
 }
 
@@ -38,7 +46,10 @@ impl OnLane<'_> {
         match &mut self.conn {
             // `lane` always fills the slot before handing it out, and only `broken` empties it.
             Conn::Kept { slot, .. } => match slot.as_mut() {
-                Some(conn) => conn,
+                Some(kept) => {
+                    kept.used = Instant::now();
+                    &mut kept.conn
+                }
                 None => unreachable!("a lane is filled before use"),
             },
             Conn::Pooled(conn) => conn,
@@ -62,16 +73,21 @@ impl OnLane<'_> {
 }
 
 impl PgStore {
-    /// `lane`'s kept connection when it is free (opened from the pool the first time), else a
-    /// pooled one.
+    /// `lane`'s kept connection when it is free, else a pooled one. The kept connection is taken
+    /// from the pool the first time, and again after it sat idle as long as the pool checks a
+    /// connection after (a NAT may have dropped it without a word: waiting out a dead link would
+    /// cost the caller a statement timeout).
     pub(super) async fn lane(&self, lane: Lane) -> Result<OnLane<'_>, sqlx::Error> {
         let suspect = &self.suspect;
         let Ok(mut slot) = self.lanes[lane as usize].try_lock() else {
             return Ok(OnLane { conn: Conn::Pooled(self.pool.acquire().await?), suspect });
         };
+        if slot.as_ref().is_some_and(|kept| kept.used.elapsed() >= CHECK_IF_IDLE_FOR) {
+            slot.take();
+        }
         let reused = slot.is_some();
         if !reused {
-            *slot = Some(self.pool.acquire().await?.detach());
+            *slot = Some(Kept { conn: self.pool.acquire().await?.detach(), used: Instant::now() });
         }
         Ok(OnLane { conn: Conn::Kept { slot, reused }, suspect })
     }

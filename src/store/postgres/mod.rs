@@ -60,7 +60,7 @@ pub struct PgStore {
     refusals: AtomicBool,
     /// Connections of their own, out of the pool (`lanes.rs`): for pushes, for a round's
     /// one-message applies, for client creates.
-    lanes: [tokio::sync::Mutex<Option<sqlx::PgConnection>>; lanes::LANES],
+    lanes: [tokio::sync::Mutex<Option<lanes::Kept>>; lanes::LANES],
     /// Round trips made to the database (`trips.rs`).
     trips: trips::Trips,
     /// A connection broke lately: pooled ones are checked before use.
@@ -92,7 +92,7 @@ impl Suspect {
 const ONE_MESSAGE_MAX: usize = 64;
 
 /// A pooled connection idle for longer is checked before use.
-const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+pub(super) const CHECK_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
 impl PgStore {
     /// Prepares a lazy pool: nothing connects until the first call, so a region that is down at
