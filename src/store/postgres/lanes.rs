@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use sqlx::PgConnection;
 use sqlx::pool::PoolConnection;
-use tokio::sync::MutexGuard;
+use tokio::sync::{MappedMutexGuard, MutexGuard};
 
 use super::{CHECK_IF_IDLE_FOR, PgStore, Suspect};
 
@@ -24,10 +24,11 @@ pub(super) enum Lane {
 /// How many lanes a store keeps.
 pub(super) const LANES: usize = 3;
 
-/// A lane's connection, and when it was last handed out.
+/// A lane's connection, when it was last handed out, and whether a call found it broken.
 pub(super) struct Kept {
     conn: PgConnection,
     used: Instant,
+    dead: bool,
 }
 
 /// A connection for one call: a lane's kept one, or the pool's while the lane is busy.
@@ -37,58 +38,52 @@ pub(super) struct OnLane<'a> {
 }
 
 enum Conn<'a> {
-    Kept { slot: MutexGuard<'a, Option<Kept>>, reused: bool },
+    Kept { kept: MappedMutexGuard<'a, Kept>, reused: bool },
     Pooled(PoolConnection<sqlx::Postgres>),
 }
 
 impl OnLane<'_> {
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         match &mut self.conn {
-            // `lane` always fills the slot before handing it out, and only `broken` empties it.
-            Conn::Kept { slot, .. } => match slot.as_mut() {
-                Some(kept) => {
-                    kept.used = Instant::now();
-                    &mut kept.conn
-                }
-                None => unreachable!("a lane is filled before use"),
-            },
+            Conn::Kept { kept, .. } => {
+                kept.used = Instant::now();
+                &mut kept.conn
+            }
             Conn::Pooled(conn) => conn,
         }
     }
 
-    /// After `error`: a kept connection that may be broken is dropped (the next call opens
+    /// After `error`: a kept connection that may be broken is given up (the next call takes
     /// another), and a broken link makes the pool check its connections for a while. True when
     /// the call should be made once more through the pool: a kept connection may have died while
     /// idle (a server restart, a NAT), which a pooled one is checked for. Callers only make calls
     /// that are safe to repeat.
     pub(super) fn broken(&mut self, error: &sqlx::Error) -> bool {
         self.suspect.note(error);
-        let Conn::Kept { slot, reused } = &mut self.conn else { return false };
+        let Conn::Kept { kept, reused } = &mut self.conn else { return false };
         if matches!(error, sqlx::Error::Database(_)) {
             return false;
         }
-        slot.take();
+        kept.dead = true;
         *reused && matches!(error, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
     }
 }
 
 impl PgStore {
     /// `lane`'s kept connection when it is free, else a pooled one. The kept connection is taken
-    /// from the pool the first time, and again after it sat idle as long as the pool checks a
-    /// connection after (a NAT may have dropped it without a word: waiting out a dead link would
-    /// cost the caller a statement timeout).
+    /// from the pool the first time, after a call found it broken, and after it sat idle as long
+    /// as the pool checks a connection after (a NAT may have dropped it without a word: waiting
+    /// out a dead link would cost the caller a statement timeout).
     pub(super) async fn lane(&self, lane: Lane) -> Result<OnLane<'_>, sqlx::Error> {
         let suspect = &self.suspect;
         let Ok(mut slot) = self.lanes[lane as usize].try_lock() else {
             return Ok(OnLane { conn: Conn::Pooled(self.pool.acquire().await?), suspect });
         };
-        if slot.as_ref().is_some_and(|kept| kept.used.elapsed() >= CHECK_IF_IDLE_FOR) {
-            slot.take();
-        }
-        let reused = slot.is_some();
-        if !reused {
-            *slot = Some(Kept { conn: self.pool.acquire().await?.detach(), used: Instant::now() });
-        }
-        Ok(OnLane { conn: Conn::Kept { slot, reused }, suspect })
+        let (kept, reused) = match slot.take() {
+            Some(kept) if !kept.dead && kept.used.elapsed() < CHECK_IF_IDLE_FOR => (kept, true),
+            _ => (Kept { conn: self.pool.acquire().await?.detach(), used: Instant::now(), dead: false }, false),
+        };
+        let kept = MutexGuard::map(slot, |slot| slot.insert(kept));
+        Ok(OnLane { conn: Conn::Kept { kept, reused }, suspect })
     }
 }
