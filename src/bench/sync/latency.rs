@@ -69,16 +69,18 @@ impl Writer {
 #[derive(Clone)]
 pub(super) enum Watch {
     /// Each region's commit time of the row (`track_commit_timestamp`; the clusters share this
-    /// machine's clock), read once the row is there, looked for every `COMMIT_LOOK`: nothing
-    /// loads the machine while the write travels.
+    /// machine's clock), read once the row is there: looked for `COMMIT_LOOK` after sending the
+    /// write, then every `COMMIT_LOOK`, so that nothing loads the machine while a write crosses
+    /// loopback (a look costs the target's server a query; the commit time it reads does not
+    /// depend on when it looks).
     CommitTime(Vec<sqlx::PgPool>),
     /// Each region's `Store::get` polled, `every` apart (zero: a tight loop), on this process's
     /// runtime: the polls compete with the server for the two cores.
     Poll { stores: Vec<Arc<dyn Store>>, every: Duration },
 }
 
-/// How often `Watch::CommitTime` looks for a row not there yet.
-const COMMIT_LOOK: Duration = Duration::from_millis(2);
+/// How long `Watch::CommitTime` waits before looking for a row, and between two looks.
+const COMMIT_LOOK: Duration = Duration::from_millis(5);
 
 impl Watch {
     /// Commit times in the regions at `urls` (their clusters record them: `Fixture::start_with`).
@@ -101,6 +103,7 @@ impl Watch {
     async fn arrival(&self, i: usize, id: VenteId, sent: Instant, sent_at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Duration> {
         match self {
             Self::CommitTime(pools) => loop {
+                tokio::time::sleep(COMMIT_LOOK).await;
                 let committed: Option<Option<chrono::DateTime<chrono::Utc>>> =
                     sqlx::query_scalar("SELECT pg_xact_commit_timestamp(xmin) FROM vente WHERE id = $1")
                         .bind(id.0)
@@ -111,7 +114,6 @@ impl Watch {
                     return Ok((committed - sent_at).to_std().unwrap_or_default());
                 }
                 anyhow::ensure!(sent.elapsed() < GIVE_UP, "sale {id} not visible in {} after {GIVE_UP:?}", REGIONS[i]);
-                tokio::time::sleep(COMMIT_LOOK).await;
             },
             Self::Poll { stores, every } => loop {
                 if stores[i].get(id).await?.is_some() {
@@ -132,7 +134,7 @@ impl Watch {
         match self {
             Self::CommitTime(_) => {
                 "visible = the latest of the other regions' commit times of the row (track_commit_timestamp, same machine clock), \
-                                    looked up once the row is there (every 2 ms): nothing polls while the write travels"
+                                    looked up 5 ms after sending and every 5 ms after: nothing polls while the write crosses loopback"
                     .to_owned()
             }
             Self::Poll { every, .. } => format!(
