@@ -1,6 +1,7 @@
 //! One sync round: every reachable region pulls, from every other reachable region (or from the
-//! regions the round was asked to read), the changes its cursor has not reached yet, batch by batch. Owns: the round's shape (who syncs with whom,
-//! timeouts, the deadline, partial rounds) and its report. Leaves: the LWW rule (merge.rs), SQL
+//! regions the round was asked to read), the changes its cursor has not reached yet, batch by
+//! batch. Owns: the round's shape (who syncs with whom, timeouts, the deadline, partial rounds)
+//! and its report. Leaves: the LWW rule (merge.rs), SQL
 //! and cursors (store/), scheduling (scheduler.rs).
 
 use std::collections::HashMap;
@@ -104,6 +105,12 @@ impl Engine {
     /// Whether this round fills `target` (with a home, only home is filled).
     pub(super) fn pulls_into(&self, target: &crate::domain::RegionName) -> bool {
         self.home.as_ref().is_none_or(|home| home == target)
+    }
+
+    /// Whether a round reading only `sources` has a pair to sync: a source and another region
+    /// this round fills (at home, a write committed in home leaves nothing for its rounds).
+    pub fn reads_any(&self, sources: &[crate::domain::RegionName]) -> bool {
+        sources.iter().any(|source| self.stores.iter().any(|t| t.region() != source && self.pulls_into(t.region())))
     }
 
     pub fn stores(&self) -> &[Arc<dyn Store>] {

@@ -182,6 +182,9 @@ impl Scheduler {
                 () = tick => None,
                 () = self.wake.notified() => self.take_asked().sources(),
             };
+            if sources.as_deref().is_some_and(|only| !self.engine.reads_any(only)) {
+                continue;
+            }
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = self.round_of(sources) => {}

@@ -128,6 +128,19 @@ async fn the_round_after_a_write_reads_the_region_written_and_a_requested_round_
 }
 
 #[tokio::test]
+async fn at_home_a_write_committed_in_home_leaves_its_rounds_nothing_to_read() {
+    use dsms::sync::engine::{Engine, EngineOptions};
+    let app = spawn_app(Backends::Sqlite).await.unwrap();
+    let stores = app.ventes.stores().to_vec();
+    let names: Vec<_> = stores.iter().map(|s| s.region().clone()).collect();
+    let central = Engine::new(stores.clone(), EngineOptions::default());
+    let home = Engine::new(stores, EngineOptions::default()).with_home(Some(names[0].clone()));
+    assert!(central.reads_any(&names[..1]));
+    assert!(!home.reads_any(&names[..1]), "home pulls only into itself");
+    assert!(home.reads_any(&names[1..2]));
+}
+
+#[tokio::test]
 async fn a_write_made_by_another_process_in_postgresql_wakes_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let Some(config) = config_for(Backends::Postgres, dir.path()) else { return };

@@ -135,7 +135,7 @@ impl PgStore {
             stamped => stamped,
         }
         .map_err(self.err())?;
-        Ok(stamped.map(|(hlc,)| local_vente(&self.region, id, new, now, hlc, None)))
+        Ok(stamped.map(|(hlc,)| stamp(planned, &self.region, now, hlc, None)))
     }
 
     pub(super) async fn write(&self, write: &LocalWrite, now: DateTime<Utc>) -> Result<WriteOutcome, StoreError> {
